@@ -1,0 +1,26 @@
+"""Subclassed Keras layers: embeddings, attention, feed-forward, norms, and the two blocks."""
+
+from keras_transformers.layers.attention import MultiHeadAttention
+from keras_transformers.layers.blocks import DecoderBlock, EncoderBlock, padding_attention_mask
+from keras_transformers.layers.embeddings import (
+    PositionEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionEncoding,
+    TokenEmbedding,
+)
+from keras_transformers.layers.feedforward import FeedForward
+from keras_transformers.layers.normalization import RMSNorm, make_norm
+
+__all__ = [
+    "DecoderBlock",
+    "EncoderBlock",
+    "FeedForward",
+    "MultiHeadAttention",
+    "PositionEmbedding",
+    "RMSNorm",
+    "RotaryEmbedding",
+    "SinusoidalPositionEncoding",
+    "TokenEmbedding",
+    "make_norm",
+    "padding_attention_mask",
+]

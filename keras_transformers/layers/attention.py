@@ -1,0 +1,125 @@
+"""MultiHeadAttention: self / cross / causal, grouped key-value heads, rotary positions."""
+
+import keras
+import tensorflow as tf
+
+from keras_transformers.layers.embeddings import RotaryEmbedding
+from keras_transformers.ops import scaled_dot_product_attention
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class MultiHeadAttention(keras.layers.Layer):
+    """Multi-head attention (Vaswani et al., 2017, section 3.2.2).
+
+    ``head_i = Attention(Q·W_i^Q, K·W_i^K, V·W_i^V)``, ``MHA = Concat(head_1..head_h)·W^O``,
+    with ``Attention`` the one core, :func:`keras_transformers.ops.scaled_dot_product_attention`.
+    Queries come from ``query``; keys and values from ``key_value`` (cross-attention) or from
+    ``query`` itself (self-attention). With ``num_key_value_heads < num_heads`` the keys and
+    values have fewer heads, each shared by a group of query heads (grouped-query attention,
+    Ainslie et al., 2023). With ``rotary_max_wavelength`` set, queries and keys are rotated by
+    :class:`RotaryEmbedding` after projection.
+
+    Args:
+        num_heads: number of query heads ``h``.
+        head_dim: width of each head ``d_k``.
+        num_key_value_heads: number of key/value heads; ``num_heads`` when ``None``.
+        use_bias: add biases to the four projections.
+        dropout: dropout rate on the attention weights.
+        rotary_max_wavelength: apply RoPE with this base (10000 in Llama); ``None`` for none.
+        kernel_initializer: initializer of the projection kernels.
+
+    Call args:
+        query: ``(batch, q_len, hidden)``.
+        key_value: ``(batch, k_len, kv_hidden)`` for cross-attention, else ``None``.
+        attention_mask: bool, broadcastable to ``(batch, heads, q_len, k_len)``; True = may attend.
+        causal: forbid attending to later positions.
+        positions: ``(batch, q_len)`` positions for the rotary embedding; ``0..q_len-1`` if None.
+        return_attention_weights: also return the ``(batch, heads, q_len, k_len)`` weights.
+
+    Returns:
+        ``(batch, q_len, hidden)`` (the query's width), and the weights on request.
+
+    Example:
+        >>> attention = MultiHeadAttention(num_heads=4, head_dim=8, num_key_value_heads=2)
+        >>> x = tf.random.normal([2, 5, 32])
+        >>> outputs, weights = attention(x, causal=True, return_attention_weights=True)
+        >>> outputs.shape, weights.shape
+        (TensorShape([2, 5, 32]), TensorShape([2, 4, 5, 5]))
+    """
+
+    def __init__(self, num_heads, head_dim, num_key_value_heads=None, use_bias=True, dropout=0.0,
+                 rotary_max_wavelength=None, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = int(num_heads)
+        self.head_dim = int(head_dim)
+        self.num_key_value_heads = int(num_key_value_heads or num_heads)
+        if self.num_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"`num_heads` ({self.num_heads}) must be a multiple of `num_key_value_heads` "
+                f"({self.num_key_value_heads}).")
+        self.use_bias = bool(use_bias)
+        self.dropout = float(dropout)
+        self.rotary_max_wavelength = None if rotary_max_wavelength is None else float(rotary_max_wavelength)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.seed_generator = keras.random.SeedGenerator(seed=None)
+
+    def _projection(self, name, kernel_shape, bias_shape):
+        kernel = self.add_weight(name=f"{name}_kernel", shape=kernel_shape,
+                                 initializer=self.kernel_initializer)
+        bias = None
+        if self.use_bias:
+            bias = self.add_weight(name=f"{name}_bias", shape=bias_shape, initializer="zeros")
+        return kernel, bias
+
+    def build(self, query_shape, key_value_shape=None):
+        hidden_size = query_shape[-1]
+        kv_hidden_size = (key_value_shape or query_shape)[-1]
+        heads, kv_heads, dim = self.num_heads, self.num_key_value_heads, self.head_dim
+        self.query_kernel, self.query_bias = self._projection(
+            "query", (hidden_size, heads, dim), (heads, dim))
+        self.key_kernel, self.key_bias = self._projection(
+            "key", (kv_hidden_size, kv_heads, dim), (kv_heads, dim))
+        self.value_kernel, self.value_bias = self._projection(
+            "value", (kv_hidden_size, kv_heads, dim), (kv_heads, dim))
+        self.output_kernel, self.output_bias = self._projection(
+            "output", (heads, dim, hidden_size), (hidden_size,))
+        self.rotary = None
+        if self.rotary_max_wavelength is not None:
+            self.rotary = RotaryEmbedding(self.rotary_max_wavelength, dtype=self.dtype_policy)
+            self.rotary.build((None, heads, None, dim))
+        self.built = True
+
+    @staticmethod
+    def _project(x, kernel, bias):
+        """``(batch, seq, hidden) · (hidden, heads, dim)`` → ``(batch, heads, seq, dim)``."""
+        projected = tf.einsum("bsh,hnd->bnsd", x, kernel)
+        return projected if bias is None else projected + bias[:, None, :]
+
+    def call(self, query, key_value=None, attention_mask=None, causal=False, positions=None,
+             return_attention_weights=False, training=None):
+        q = self._project(query, self.query_kernel, self.query_bias)
+        source = query if key_value is None else key_value
+        k = self._project(source, self.key_kernel, self.key_bias)
+        v = self._project(source, self.value_kernel, self.value_bias)
+        if self.rotary is not None:
+            q = self.rotary(q, positions)
+            k = self.rotary(k, positions if key_value is None else None)
+
+        seed = None
+        if training and self.dropout > 0.0:
+            seed = tf.cast(self.seed_generator.next(), tf.int32)
+        outputs = scaled_dot_product_attention(
+            q, k, v, mask=attention_mask, causal=causal, dropout_rate=self.dropout,
+            training=bool(training), seed=seed, return_weights=return_attention_weights)
+        if return_attention_weights:
+            outputs, weights = outputs
+        outputs = tf.einsum("bnsd,ndh->bsh", outputs, self.output_kernel)
+        if self.output_bias is not None:
+            outputs = outputs + self.output_bias
+        return (outputs, weights) if return_attention_weights else outputs
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "head_dim": self.head_dim,
+                "num_key_value_heads": self.num_key_value_heads, "use_bias": self.use_bias,
+                "dropout": self.dropout, "rotary_max_wavelength": self.rotary_max_wavelength,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}

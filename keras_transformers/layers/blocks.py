@@ -1,0 +1,206 @@
+"""EncoderBlock and DecoderBlock: attention + feed-forward, each in a residual, pre- or post-norm."""
+
+import keras
+import tensorflow as tf
+
+from keras_transformers.layers.attention import MultiHeadAttention
+from keras_transformers.layers.feedforward import FeedForward
+from keras_transformers.layers.normalization import make_norm
+
+
+def padding_attention_mask(padding_mask):
+    """``(batch, k_len)`` padding mask (1 = real token) → ``(batch, 1, 1, k_len)`` bool mask."""
+    if padding_mask is None:
+        return None
+    return tf.cast(padding_mask, tf.bool)[:, None, None, :]
+
+
+class _Block(keras.layers.Layer):
+    """What both blocks share: the arguments, the residual wiring, and the config."""
+
+    def __init__(self, num_heads, intermediate_size, num_key_value_heads=None, head_dim=None,
+                 activation="gelu", norm_first=False, norm_type="layer_norm", norm_epsilon=1e-5,
+                 dropout=0.0, attention_dropout=0.0, use_bias=True, rotary_max_wavelength=None,
+                 kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = int(num_heads)
+        self.intermediate_size = int(intermediate_size)
+        self.num_key_value_heads = int(num_key_value_heads or num_heads)
+        self.head_dim = None if head_dim is None else int(head_dim)
+        self.activation = activation
+        self.norm_first = bool(norm_first)
+        self.norm_type = norm_type
+        self.norm_epsilon = float(norm_epsilon)
+        self.dropout = float(dropout)
+        self.attention_dropout = float(attention_dropout)
+        self.use_bias = bool(use_bias)
+        self.rotary_max_wavelength = rotary_max_wavelength
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def _attention(self, name, query_shape, key_value_shape=None, rotary=True):
+        head_dim = self.head_dim or query_shape[-1] // self.num_heads
+        layer = MultiHeadAttention(
+            self.num_heads, head_dim, num_key_value_heads=self.num_key_value_heads,
+            use_bias=self.use_bias, dropout=self.attention_dropout,
+            rotary_max_wavelength=self.rotary_max_wavelength if rotary else None,
+            kernel_initializer=self.kernel_initializer, name=name, dtype=self.dtype_policy)
+        layer.build(query_shape, key_value_shape)
+        return layer
+
+    def _norm(self, name, shape):
+        layer = make_norm(self.norm_type, self.norm_epsilon, name, dtype=self.dtype_policy)
+        layer.build(shape)
+        return layer
+
+    def _build_feedforward(self, shape):
+        self.feedforward = FeedForward(
+            self.intermediate_size, activation=self.activation, use_bias=self.use_bias,
+            dropout=self.dropout, kernel_initializer=self.kernel_initializer,
+            name="feedforward", dtype=self.dtype_policy)
+        self.feedforward.build(shape)
+        self.feedforward_norm = self._norm("feedforward_norm", shape)
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+
+    def _residual(self, x, sublayer, norm, training):
+        """Post-norm: ``norm(x + sublayer(x))`` (Vaswani et al.). Pre-norm: ``x + sublayer(norm(x))``."""
+        if self.norm_first:
+            return x + self.dropout_layer(sublayer(norm(x)), training=training)
+        return norm(x + self.dropout_layer(sublayer(x), training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads,
+                "intermediate_size": self.intermediate_size,
+                "num_key_value_heads": self.num_key_value_heads, "head_dim": self.head_dim,
+                "activation": self.activation, "norm_first": self.norm_first,
+                "norm_type": self.norm_type, "norm_epsilon": self.norm_epsilon,
+                "dropout": self.dropout, "attention_dropout": self.attention_dropout,
+                "use_bias": self.use_bias, "rotary_max_wavelength": self.rotary_max_wavelength,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class EncoderBlock(_Block):
+    """One encoder layer: bidirectional self-attention, then a feed-forward network.
+
+    Post-norm (Vaswani et al., BERT)::
+
+        x = Norm(x + Dropout(SelfAttention(x)))
+        x = Norm(x + Dropout(FFN(x)))
+
+    Pre-norm (``norm_first=True``; GPT-2, Llama)::
+
+        x = x + Dropout(SelfAttention(Norm(x)))
+        x = x + Dropout(FFN(Norm(x)))
+
+    Args:
+        num_heads: attention heads.
+        intermediate_size: width of the feed-forward hidden layer.
+        num_key_value_heads: key/value heads (grouped-query attention); ``num_heads`` if None.
+        head_dim: width of each head; ``hidden / num_heads`` if None.
+        activation: ``relu`` | ``gelu`` | ``gelu_approximate`` | ``swiglu``.
+        norm_first: pre-norm when True, post-norm when False.
+        norm_type: ``layer_norm`` | ``rms_norm``.
+        norm_epsilon: epsilon of the norms.
+        dropout: dropout on each sublayer's output and inside the feed-forward network.
+        attention_dropout: dropout on the attention weights.
+        use_bias: biases in the projections.
+        rotary_max_wavelength: RoPE base in self-attention; ``None`` for no rotary positions.
+
+    Call args:
+        sequence: ``(batch, seq, hidden)``.
+        padding_mask: ``(batch, seq)``, 1/True for real tokens; padded keys are never attended.
+        positions: ``(batch, seq)`` positions for rotary embeddings.
+
+    Returns: ``(batch, seq, hidden)``.
+
+    Example:
+        >>> block = EncoderBlock(num_heads=4, intermediate_size=64)
+        >>> block(tf.zeros([2, 7, 32]), padding_mask=tf.ones([2, 7])).shape
+        TensorShape([2, 7, 32])
+    """
+
+    def build(self, sequence_shape):
+        self.self_attention = self._attention("self_attention", sequence_shape)
+        self.self_attention_norm = self._norm("self_attention_norm", sequence_shape)
+        self._build_feedforward(sequence_shape)
+        self.built = True
+
+    def call(self, sequence, padding_mask=None, positions=None, training=None):
+        mask = padding_attention_mask(padding_mask)
+        x = self._residual(
+            sequence,
+            lambda h: self.self_attention(h, attention_mask=mask, positions=positions, training=training),
+            self.self_attention_norm, training)
+        return self._residual(x, lambda h: self.feedforward(h, training=training),
+                              self.feedforward_norm, training)
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class DecoderBlock(_Block):
+    """One decoder layer: causal self-attention, optional cross-attention, feed-forward.
+
+    Post-norm (Vaswani et al., BART)::
+
+        x = Norm(x + Dropout(CausalSelfAttention(x)))
+        x = Norm(x + Dropout(CrossAttention(x, encoder_sequence)))   # with cross_attention
+        x = Norm(x + Dropout(FFN(x)))
+
+    Pre-norm (``norm_first=True``) moves each ``Norm`` onto the sublayer's input.
+
+    Args:
+        cross_attention: add the encoder-decoder attention sublayer (seq2seq decoders).
+        Others: as :class:`EncoderBlock`.
+
+    Call args:
+        sequence: ``(batch, seq, hidden)`` decoder states.
+        padding_mask: ``(batch, seq)`` decoder padding mask.
+        encoder_sequence: ``(batch, src_seq, enc_hidden)``, required with cross-attention.
+        encoder_padding_mask: ``(batch, src_seq)``.
+        positions: ``(batch, seq)`` positions for rotary embeddings.
+
+    Returns: ``(batch, seq, hidden)``; output ``t`` depends only on inputs ``<= t``.
+
+    Example:
+        >>> block = DecoderBlock(num_heads=4, intermediate_size=64, cross_attention=True)
+        >>> block(tf.zeros([2, 5, 32]), encoder_sequence=tf.zeros([2, 9, 32])).shape
+        TensorShape([2, 5, 32])
+    """
+
+    def __init__(self, num_heads, intermediate_size, cross_attention=False, **kwargs):
+        super().__init__(num_heads, intermediate_size, **kwargs)
+        self.cross_attention = bool(cross_attention)
+
+    def build(self, sequence_shape, encoder_sequence_shape=None):
+        self.self_attention = self._attention("self_attention", sequence_shape)
+        self.self_attention_norm = self._norm("self_attention_norm", sequence_shape)
+        if self.cross_attention:
+            if encoder_sequence_shape is None:  # e.g. built from config before any call
+                encoder_sequence_shape = sequence_shape
+            self.cross_attention_layer = self._attention(
+                "cross_attention", sequence_shape, encoder_sequence_shape, rotary=False)
+            self.cross_attention_norm = self._norm("cross_attention_norm", sequence_shape)
+        self._build_feedforward(sequence_shape)
+        self.built = True
+
+    def call(self, sequence, padding_mask=None, encoder_sequence=None, encoder_padding_mask=None,
+             positions=None, training=None):
+        mask = padding_attention_mask(padding_mask)
+        x = self._residual(
+            sequence,
+            lambda h: self.self_attention(h, attention_mask=mask, causal=True, positions=positions,
+                                          training=training),
+            self.self_attention_norm, training)
+        if self.cross_attention:
+            if encoder_sequence is None:
+                raise ValueError("This DecoderBlock has cross-attention: pass `encoder_sequence`.")
+            encoder_mask = padding_attention_mask(encoder_padding_mask)
+            x = self._residual(
+                x,
+                lambda h: self.cross_attention_layer(h, key_value=encoder_sequence,
+                                                     attention_mask=encoder_mask, training=training),
+                self.cross_attention_norm, training)
+        return self._residual(x, lambda h: self.feedforward(h, training=training),
+                              self.feedforward_norm, training)
+
+    def get_config(self):
+        return {**super().get_config(), "cross_attention": self.cross_attention}

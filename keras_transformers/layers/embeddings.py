@@ -1,0 +1,223 @@
+"""Token embeddings (with the tied output projection) and the three position encodings."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _check_token_ids(token_ids, vocab_size, name="token_ids"):
+    """Refuse ids outside ``[0, vocab_size)`` before the gather looks them up.
+
+    On GPU an out-of-range gather silently returns zeros, so the check must come first.
+    Eagerly this raises ``ValueError``; inside a graph it adds an assertion that raises
+    ``InvalidArgumentError`` with the same message when the graph runs (XLA drops asserts).
+    """
+    if not token_ids.dtype.is_integer:
+        raise ValueError(f"`{name}` must be an integer tensor, got dtype {token_ids.dtype.name}.")
+    if tf.executing_eagerly():
+        ids = token_ids.numpy()
+        if ids.size and (ids.max() >= vocab_size or ids.min() < 0):
+            bad = ids.max() if ids.max() >= vocab_size else ids.min()
+            raise ValueError(
+                f"`{name}` holds id {bad}, outside the vocabulary [0, vocab_size={vocab_size})."
+            )
+        return token_ids
+    message = f"`{name}` holds an id outside the vocabulary [0, vocab_size={vocab_size})."
+    with tf.control_dependencies([
+        tf.debugging.assert_less(token_ids, tf.cast(vocab_size, token_ids.dtype), message=message),
+        tf.debugging.assert_non_negative(token_ids, message=message),
+    ]):
+        return tf.identity(token_ids)
+
+
+def _positions(inputs, positions):
+    """``(1, seq)`` positions 0..seq-1 when none are given, else the given ``(batch, seq)``."""
+    if positions is None:
+        return tf.range(tf.shape(inputs)[1])[None, :]
+    return tf.convert_to_tensor(positions)
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class TokenEmbedding(keras.layers.Layer):
+    """Token embedding table ``E`` of shape ``(vocab_size, hidden_size)``.
+
+    ``call`` looks tokens up, ``E[token_ids]``; :meth:`project` is the tied output
+    projection ``h·Eᵀ`` that turns hidden states into vocabulary logits (Press & Wolf, 2017).
+
+    Args:
+        vocab_size: number of token ids; ids must lie in ``[0, vocab_size)``.
+        hidden_size: width of each embedding vector.
+        embeddings_initializer: initializer of the table; normal(0.02) as in BERT / GPT-2.
+        scale: multiply looked-up vectors by this (``√hidden_size`` in Vaswani et al.).
+
+    Shapes:
+        ``call``: ``(batch, seq)`` int → ``(batch, seq, hidden_size)``.
+        ``project``: ``(batch, seq, hidden_size)`` → ``(batch, seq, vocab_size)``.
+
+    Example:
+        >>> embedding = TokenEmbedding(vocab_size=100, hidden_size=16)
+        >>> hidden = embedding(tf.constant([[1, 2, 3]]))      # (1, 3, 16)
+        >>> logits = embedding.project(hidden)                # (1, 3, 100)
+    """
+
+    def __init__(self, vocab_size, hidden_size, embeddings_initializer=None, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = int(vocab_size)
+        self.hidden_size = int(hidden_size)
+        self.embeddings_initializer = keras.initializers.get(
+            embeddings_initializer or keras.initializers.RandomNormal(stddev=0.02))
+        self.scale = float(scale)
+
+    def build(self, input_shape=None):
+        self.embeddings = self.add_weight(
+            name="embeddings", shape=(self.vocab_size, self.hidden_size),
+            initializer=self.embeddings_initializer)
+        self.built = True
+
+    def call(self, token_ids):
+        token_ids = _check_token_ids(tf.convert_to_tensor(token_ids), self.vocab_size)
+        vectors = tf.gather(tf.cast(self.embeddings, self.compute_dtype), token_ids)
+        return vectors * self.scale if self.scale != 1.0 else vectors
+
+    def project(self, hidden):
+        """Tied output projection: logits ``= hidden · Eᵀ``, ``(..., hidden)`` → ``(..., vocab)``."""
+        embeddings = tf.cast(self.embeddings, hidden.dtype)
+        return tf.matmul(hidden, embeddings, transpose_b=True)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.hidden_size)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size,
+                "hidden_size": self.hidden_size, "scale": self.scale,
+                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class PositionEmbedding(keras.layers.Layer):
+    """Learned absolute positions (BERT, GPT-2): a trained ``(max_length, hidden)`` table.
+
+    Args:
+        max_length: longest sequence the table covers.
+        embeddings_initializer: initializer of the table; normal(0.02) by default.
+
+    Shapes:
+        ``call(inputs, positions=None)``: ``inputs`` ``(batch, seq, hidden)`` gives the length;
+        returns ``(1, seq, hidden)`` for positions ``0..seq-1``, or ``(batch, seq, hidden)``
+        for explicit ``positions`` ``(batch, seq)``. Add the result to the token embeddings.
+
+    Example:
+        >>> tokens = tf.zeros([2, 10, 32])
+        >>> (tokens + PositionEmbedding(max_length=64)(tokens)).shape
+        TensorShape([2, 10, 32])
+    """
+
+    def __init__(self, max_length, embeddings_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = int(max_length)
+        self.embeddings_initializer = keras.initializers.get(
+            embeddings_initializer or keras.initializers.RandomNormal(stddev=0.02))
+
+    def build(self, inputs_shape):
+        self.position_embeddings = self.add_weight(
+            name="embeddings", shape=(self.max_length, inputs_shape[-1]),
+            initializer=self.embeddings_initializer)
+        self.built = True
+
+    def call(self, inputs, positions=None):
+        seq_len = inputs.shape[1]
+        if seq_len is not None and seq_len > self.max_length:
+            raise ValueError(
+                f"Sequence length {seq_len} exceeds max_length={self.max_length} of the "
+                f"learned position embedding.")
+        table = tf.cast(self.position_embeddings, self.compute_dtype)
+        if positions is None:
+            return table[None, : tf.shape(inputs)[1]]
+        return tf.gather(table, positions)
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length,
+                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class SinusoidalPositionEncoding(keras.layers.Layer):
+    """Fixed sinusoidal positions of Vaswani et al. (2017), section 3.5.
+
+    ``PE(pos, 2i) = sin(pos / max_wavelength^(2i/d))``, ``PE(pos, 2i+1) = cos(pos / max_wavelength^(2i/d))``
+    with ``d`` the hidden size (even) and ``max_wavelength = 10000`` in the paper. No weights.
+
+    Shapes:
+        ``call(inputs, positions=None)``: as :class:`PositionEmbedding`; returns
+        ``(1 or batch, seq, hidden)``.
+
+    Example:
+        >>> SinusoidalPositionEncoding()(tf.zeros([1, 5, 8]))[0, 1, 0]   # sin(1)
+        <tf.Tensor: shape=(), dtype=float32, numpy=0.84147096>
+    """
+
+    def __init__(self, max_wavelength=10000.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_wavelength = float(max_wavelength)
+
+    def build(self, inputs_shape):
+        if inputs_shape[-1] % 2:
+            raise ValueError(f"Sinusoidal encoding needs an even hidden size, got {inputs_shape[-1]}.")
+        self.built = True
+
+    def call(self, inputs, positions=None):
+        hidden_size = inputs.shape[-1]
+        positions = tf.cast(_positions(inputs, positions), tf.float32)
+        two_i = np.arange(0, hidden_size, 2, dtype=np.float32)
+        inverse_frequency = tf.constant(self.max_wavelength ** (-two_i / hidden_size))
+        angles = positions[..., None] * inverse_frequency              # (b, seq, d/2)
+        encoding = tf.stack([tf.sin(angles), tf.cos(angles)], axis=-1)  # interleave 2i, 2i+1
+        encoding = tf.reshape(encoding, tf.concat([tf.shape(angles)[:-1], [hidden_size]], 0))
+        return tf.cast(encoding, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "max_wavelength": self.max_wavelength}
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class RotaryEmbedding(keras.layers.Layer):
+    """Rotary position embedding, RoPE (Su et al., 2021), applied to queries and keys.
+
+    Each pair of features ``(x_i, x_{i+d/2})`` of a head is rotated by the angle
+    ``pos · θ_i`` with ``θ_i = max_wavelength^(-2i/d)``, so that ``q_m·k_n`` depends on
+    the positions only through ``m - n``. The halves pairing ("rotate_half") matches
+    GPT-NeoX, Llama in Hugging Face, and KerasHub. No weights.
+
+    Shapes:
+        ``call(x, positions=None)``: ``x`` ``(batch, heads, seq, head_dim)`` (even head_dim);
+        ``positions`` ``(batch, seq)`` or ``None`` for ``0..seq-1``. Returns ``x``'s shape.
+
+    Example:
+        >>> q = tf.random.normal([1, 2, 6, 8])
+        >>> RotaryEmbedding()(q).shape
+        TensorShape([1, 2, 6, 8])
+    """
+
+    def __init__(self, max_wavelength=10000.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_wavelength = float(max_wavelength)
+
+    def build(self, x_shape):
+        if x_shape[-1] % 2:
+            raise ValueError(f"Rotary embedding needs an even head_dim, got {x_shape[-1]}.")
+        self.built = True
+
+    def call(self, x, positions=None):
+        head_dim = x.shape[-1]
+        positions = tf.cast(_positions(x[:, 0], positions), tf.float32)
+        two_i = np.arange(0, head_dim, 2, dtype=np.float32)
+        inverse_frequency = tf.constant(self.max_wavelength ** (-two_i / head_dim))
+        angles = positions[..., None] * inverse_frequency               # (b, seq, d/2)
+        angles = tf.concat([angles, angles], axis=-1)[:, None]            # (b, 1, seq, d)
+        x32 = tf.cast(x, tf.float32)
+        first, second = tf.split(x32, 2, axis=-1)
+        rotated_half = tf.concat([-second, first], axis=-1)
+        return tf.cast(x32 * tf.cos(angles) + rotated_half * tf.sin(angles), x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "max_wavelength": self.max_wavelength}

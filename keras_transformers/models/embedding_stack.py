@@ -1,0 +1,102 @@
+"""The input side every backbone shares: token (+ segment) (+ position) embeddings."""
+
+import keras
+import tensorflow as tf
+
+from keras_transformers.layers import (
+    PositionEmbedding,
+    SinusoidalPositionEncoding,
+    TokenEmbedding,
+    make_norm,
+)
+
+
+def as_config(config):
+    from keras_transformers.models.config import TransformerConfig
+
+    if isinstance(config, TransformerConfig):
+        return config
+    if isinstance(config, dict):
+        return TransformerConfig.from_dict(config)
+    raise ValueError(f"`config` must be a TransformerConfig or a dict, got {type(config).__name__}.")
+
+
+def kernel_initializer(config):
+    return keras.initializers.RandomNormal(stddev=config.initializer_range)
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class EmbeddingStack(keras.layers.Layer):
+    """``x = Dropout(Norm(E[token_ids]·s + P[positions] + S[segment_ids]))``.
+
+    ``s`` is ``√hidden`` with ``scale_embeddings`` (Vaswani et al.), else 1; ``P`` is learned,
+    sinusoidal, or absent (rotary positions live in attention); ``S`` exists when
+    ``type_vocab_size > 0``; ``Norm`` only with ``embedding_norm``.
+
+    Args:
+        config: a :class:`TransformerConfig` (or its dict).
+        token_embedding: share this :class:`TokenEmbedding` (seq2seq encoder and decoder).
+
+    Shapes: ``token_ids`` ``(batch, seq)`` → ``(batch, seq, hidden)``.
+    """
+
+    def __init__(self, config, token_embedding=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = as_config(config)
+        c = self.config
+        self.token_embedding = token_embedding or TokenEmbedding(
+            c.vocab_size, c.hidden_size, embeddings_initializer=kernel_initializer(c),
+            scale=c.hidden_size ** 0.5 if c.scale_embeddings else 1.0,
+            name="token_embedding", dtype=self.dtype_policy)
+        self.position_embedding = None
+        if c.position_encoding == "learned":
+            self.position_embedding = PositionEmbedding(
+                c.max_length, embeddings_initializer=kernel_initializer(c),
+                name="position_embedding", dtype=self.dtype_policy)
+        elif c.position_encoding == "sinusoidal":
+            self.position_embedding = SinusoidalPositionEncoding(
+                name="position_encoding", dtype=self.dtype_policy)
+        self.segment_embedding = None
+        if c.type_vocab_size:
+            self.segment_embedding = TokenEmbedding(
+                c.type_vocab_size, c.hidden_size, embeddings_initializer=kernel_initializer(c),
+                name="segment_embedding", dtype=self.dtype_policy)
+        self.norm = make_norm(c.norm_type, c.norm_epsilon, "embedding_norm",
+                              dtype=self.dtype_policy) if c.embedding_norm else None
+        self.dropout = keras.layers.Dropout(c.dropout, dtype=self.dtype_policy)
+
+    def build(self, token_ids_shape):
+        hidden_shape = (*token_ids_shape, self.config.hidden_size)
+        for layer in (self.token_embedding, self.segment_embedding):
+            if layer is not None and not layer.built:
+                layer.build(token_ids_shape)
+        for layer in (self.position_embedding, self.norm):
+            if layer is not None:
+                layer.build(hidden_shape)
+        self.built = True
+
+    def call(self, token_ids, segment_ids=None, positions=None, training=None):
+        x = self.token_embedding(token_ids)
+        if self.position_embedding is not None:
+            x = x + self.position_embedding(x, positions=positions)
+        if self.segment_embedding is not None:
+            if segment_ids is None:
+                segment_ids = tf.zeros_like(token_ids)
+            x = x + self.segment_embedding(segment_ids)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.dropout(x, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+
+def block_arguments(config):
+    """The keyword arguments of EncoderBlock / DecoderBlock that a config determines."""
+    return dict(
+        num_heads=config.num_heads, intermediate_size=config.intermediate_size,
+        num_key_value_heads=config.key_value_heads, activation=config.activation,
+        norm_first=config.norm_first, norm_type=config.norm_type, norm_epsilon=config.norm_epsilon,
+        dropout=config.dropout, attention_dropout=config.attention_dropout, use_bias=config.use_bias,
+        rotary_max_wavelength=config.rope_max_wavelength if config.position_encoding == "rotary" else None,
+        kernel_initializer=kernel_initializer(config))

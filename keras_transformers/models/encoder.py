@@ -1,0 +1,225 @@
+"""The encoder backbone (BERT family) and its task models."""
+
+import keras
+import tensorflow as tf
+
+from keras_transformers.layers import EncoderBlock, make_norm
+from keras_transformers.models.embedding_stack import (
+    EmbeddingStack,
+    as_config,
+    block_arguments,
+    kernel_initializer,
+)
+from keras_transformers.models.inputs import check_inputs
+from keras_transformers.models.task import (
+    ShapeFreeBuild,
+    TaskModel,
+    deserialize_backbone,
+    serialize_backbone,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class Encoder(ShapeFreeBuild, keras.Model):
+    """Bidirectional transformer encoder: embeddings, then ``num_layers`` EncoderBlocks.
+
+    Inputs: a dict with ``token_ids`` ``(batch, seq)`` int, ``padding_mask`` ``(batch, seq)``
+    (1/True = real token), and ``segment_ids`` when ``type_vocab_size > 0`` (optional, zeros).
+
+    Output: ``(batch, seq, hidden)``. Padded positions never influence real ones.
+
+    Example:
+        >>> config = TransformerConfig.from_preset("tiny")
+        >>> encoder = Encoder(config)
+        >>> encoder({"token_ids": tf.constant([[5, 6, 0]]), "padding_mask": tf.constant([[1, 1, 0]])}).shape
+        TensorShape([1, 3, 32])
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = as_config(config)
+        c = self.config
+        self.embeddings = EmbeddingStack(c, name="embeddings", dtype=self.dtype_policy)
+        self.blocks = [EncoderBlock(**block_arguments(c), name=f"block_{i}", dtype=self.dtype_policy)
+                       for i in range(c.num_layers)]
+        self.final_norm = make_norm(c.norm_type, c.norm_epsilon, "final_norm",
+                                    dtype=self.dtype_policy) if c.norm_first else None
+
+    @property
+    def input_keys(self):
+        return ("token_ids", "padding_mask")
+
+    def build(self, inputs_shape=None):
+        self.embeddings.build((None, None))
+        hidden_shape = (None, None, self.config.hidden_size)
+        for block in self.blocks:
+            block.build(hidden_shape)
+        if self.final_norm is not None:
+            self.final_norm.build(hidden_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        optional = ("segment_ids",) if self.config.type_vocab_size else ()
+        inputs = check_inputs(inputs, type(self).__name__, self.input_keys, optional,
+                              max_lengths={"token_ids": self.config.max_length})
+        x = self.embeddings(inputs["token_ids"], segment_ids=inputs.get("segment_ids"),
+                            training=training)
+        for block in self.blocks:
+            x = block(x, padding_mask=inputs["padding_mask"], training=training)
+        return x if self.final_norm is None else self.final_norm(x)
+
+    def get_config(self):
+        return {"name": self.name, "config": self.config.to_dict()}
+
+
+def _resolve_backbone(backbone, backbone_class):
+    if isinstance(backbone, keras.Model):
+        return backbone
+    return backbone_class(as_config(backbone))
+
+
+class _EncoderTask(TaskModel):
+    def __init__(self, backbone, num_classes, dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = _resolve_backbone(backbone, Encoder)
+        self.num_classes = int(num_classes)
+        if self.num_classes < 1:
+            raise ValueError(f"`num_classes` must be >= 1, got {num_classes}.")
+        self.dropout = float(dropout)
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.classifier = keras.layers.Dense(
+            self.num_classes, kernel_initializer=kernel_initializer(self.backbone.config),
+            name="classifier", dtype=self.dtype_policy)
+
+    def build(self, inputs_shape=None):
+        if not self.backbone.built:  # a deserialized backbone arrives built
+            self.backbone.build(inputs_shape)
+        self.classifier.build((None, self.backbone.config.hidden_size))
+        self.built = True
+
+    def get_config(self):
+        return {"name": self.name, "backbone": serialize_backbone(self.backbone),
+                "num_classes": self.num_classes, "dropout": self.dropout}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = deserialize_backbone(config["backbone"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class EncoderClassifier(_EncoderTask):
+    """Sequence classification: pool the encoder output, then a linear layer.
+
+    ``logits = W·Dropout(pool(Encoder(x))) + b`` with ``pool`` the first token (``"cls"``, BERT)
+    or the mean over real tokens (``"mean"``, sentence-transformers).
+
+    Args:
+        backbone: an :class:`Encoder`, or a config to build one from.
+        num_classes: number of labels.
+        pooling: ``"cls"`` or ``"mean"``.
+        dropout: dropout before the classifier.
+
+    Inputs: as :class:`Encoder`. Output: ``(batch, num_classes)`` float32 logits.
+    Labels for ``fit``: ``(batch,)`` class ids.
+
+    Example:
+        >>> model = EncoderClassifier(TransformerConfig.from_preset("tiny"), num_classes=3)
+        >>> model.compile(optimizer="adam")   # cross-entropy on logits + accuracy
+    """
+
+    POOLINGS = ("cls", "mean")
+
+    def __init__(self, backbone, num_classes, pooling="cls", dropout=0.1, **kwargs):
+        super().__init__(backbone, num_classes, dropout=dropout, **kwargs)
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"`pooling` must be one of {self.POOLINGS}, got {pooling!r}.")
+        self.pooling = pooling
+
+    def call(self, inputs, training=None):
+        sequence = self.backbone(inputs, training=training)
+        if self.pooling == "cls":
+            pooled = sequence[:, 0]
+        else:
+            weights = tf.cast(inputs["padding_mask"], sequence.dtype)[..., None]
+            pooled = tf.reduce_sum(sequence * weights, 1) / tf.maximum(tf.reduce_sum(weights, 1), 1.0)
+        logits = self.classifier(self.dropout_layer(pooled, training=training))
+        return tf.cast(logits, tf.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "pooling": self.pooling}
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class EncoderTokenClassifier(_EncoderTask):
+    """Per-token classification (tagging, e.g. NER): a linear layer on every position.
+
+    Inputs: as :class:`Encoder`. Output: ``(batch, seq, num_classes)`` float32 logits.
+    Labels for ``fit``: ``(batch, seq)`` class ids; padding and negative labels (e.g. -100 on
+    continuation subwords) weigh 0 in the loss and metrics.
+
+    Example:
+        >>> tagger = EncoderTokenClassifier(TransformerConfig.from_preset("tiny"), num_classes=9)
+    """
+
+    def call(self, inputs, training=None):
+        sequence = self.backbone(inputs, training=training)
+        return tf.cast(self.classifier(self.dropout_layer(sequence, training=training)), tf.float32)
+
+    def token_weights(self, x, y):
+        real = tf.logical_and(tf.cast(x["padding_mask"], tf.bool), y >= 0)
+        return tf.cast(real, tf.float32)
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class MaskedLM(TaskModel):
+    """Masked language modeling (BERT): predict the original token at masked positions.
+
+    Head: ``logits = LayerNorm(GELU(h·W + b))·Eᵀ + bias`` with ``E`` the tied token embedding.
+
+    Inputs: as :class:`Encoder` (``token_ids`` already masked). Output: ``(batch, seq, vocab)``
+    float32 logits. Labels for ``fit``: ``(batch, seq)``, the original id at masked positions
+    and a negative id (e.g. -100) elsewhere: only masked positions count in loss and metrics.
+
+    Example:
+        >>> mlm = MaskedLM(TransformerConfig.from_preset("tiny"))
+    """
+
+    def __init__(self, backbone, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = _resolve_backbone(backbone, Encoder)
+        c = self.backbone.config
+        self.transform = keras.layers.Dense(c.hidden_size, activation="gelu",
+                                            kernel_initializer=kernel_initializer(c),
+                                            name="transform", dtype=self.dtype_policy)
+        self.transform_norm = make_norm(c.norm_type, c.norm_epsilon, "transform_norm",
+                                        dtype=self.dtype_policy)
+
+    def build(self, inputs_shape=None):
+        if not self.backbone.built:  # a deserialized backbone arrives built
+            self.backbone.build(inputs_shape)
+        hidden_shape = (None, None, self.backbone.config.hidden_size)
+        self.transform.build(hidden_shape)
+        self.transform_norm.build(hidden_shape)
+        self.output_bias = self.add_weight(name="output_bias", shape=(self.backbone.config.vocab_size,),
+                                           initializer="zeros")
+        self.built = True
+
+    def call(self, inputs, training=None):
+        hidden = self.transform_norm(self.transform(self.backbone(inputs, training=training)))
+        logits = self.backbone.embeddings.token_embedding.project(hidden)
+        return tf.cast(logits, tf.float32) + self.output_bias
+
+    def token_weights(self, x, y):
+        real = tf.logical_and(tf.cast(x["padding_mask"], tf.bool), y >= 0)
+        return tf.cast(real, tf.float32)
+
+    def get_config(self):
+        return {"name": self.name, "backbone": serialize_backbone(self.backbone)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = deserialize_backbone(config["backbone"])
+        return cls(**config)

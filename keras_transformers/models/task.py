@@ -1,0 +1,91 @@
+"""What every trainable model shares: default loss/metrics, and padding that never counts."""
+
+import keras
+import tensorflow as tf
+
+
+def default_loss():
+    """Cross-entropy on logits, averaged over the tokens (or examples) that count."""
+    return keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight")
+
+
+class ShapeFreeBuild:
+    """For models whose weights don't depend on the input shape: ``build(None)`` creates them
+    all, so a saved model records no shapes and rebuilds before its weights are loaded."""
+
+    def get_build_config(self):
+        return {"input_shape": None}
+
+    def build_from_config(self, config):
+        self.build(None)
+
+
+class TaskModel(ShapeFreeBuild, keras.Model):
+    """Base of the trainable models.
+
+    ``compile(loss="auto", metrics="auto")`` picks cross-entropy on logits and accuracy.
+    Per-token models implement :meth:`token_weights`: their loss and *all* metrics are then
+    weighted by it (padding and ignored labels weigh 0), so ``padding never counts`` holds for
+    ``fit`` and ``evaluate`` without the user passing sample weights. To make that hold for
+    metrics, such models move the ``metrics`` given to ``compile`` into ``weighted_metrics``.
+    """
+
+    def token_weights(self, x, y):
+        """``(batch, seq)`` float weights of per-token labels, or ``None`` for per-example models."""
+        return None
+
+    def compile(self, optimizer="adam", loss="auto", metrics="auto", weighted_metrics=None, **kwargs):
+        if loss == "auto":
+            loss = default_loss()
+        if metrics == "auto":
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        if self.is_token_level:
+            weighted_metrics = list(weighted_metrics or []) + list(metrics or [])
+            metrics = None
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                        weighted_metrics=weighted_metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips models with their own compile(); ours is safe to call with a saved config.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    @property
+    def is_token_level(self):
+        return type(self).token_weights is not TaskModel.token_weights
+
+    def _weigh(self, x, y, sample_weight):
+        weights = self.token_weights(x, y)
+        if weights is None or y is None:
+            return y, sample_weight
+        # Ignored labels may be negative (e.g. -100); give them a valid id with weight 0.
+        y = tf.where(weights > 0, y, tf.zeros_like(y))
+        if sample_weight is not None:
+            sample_weight = tf.cast(sample_weight, weights.dtype)
+            if sample_weight.shape.rank == 1:
+                sample_weight = sample_weight[:, None]
+            weights = weights * sample_weight
+        return y, weights
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        y, sample_weight = self._weigh(x, y, sample_weight)
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                    training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        y, sample_weight = self._weigh(x, y, sample_weight)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def padding_weights(padding_mask):
+    return tf.cast(padding_mask, tf.float32)
+
+
+def serialize_backbone(backbone):
+    return keras.saving.serialize_keras_object(backbone)
+
+
+def deserialize_backbone(config):
+    return keras.saving.deserialize_keras_object(config)

@@ -1,0 +1,24 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="keras_transformers",
+    version="0.1.0",
+    description="Encoder, decoder and encoder-decoder transformers for Keras 3 on TensorFlow.",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_transformers", "keras_transformers.*"]),
+    package_data={"keras_transformers": ["corpora/*"]},
+    install_requires=[
+        "tensorflow==2.21.*",
+        "keras>=3.15",
+        "keras-hub",
+        "tensorflow-text==2.21.*",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest>=8", "pytest-timeout"]},
+    entry_points={"console_scripts": ["keras-transformers=keras_transformers.cli:main"]},
+)
