@@ -4,13 +4,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transformers.ops.checks import with_graph_assertions
+
 
 def _check_token_ids(token_ids, vocab_size, name="token_ids"):
     """Refuse ids outside ``[0, vocab_size)`` before the gather looks them up.
 
     On GPU an out-of-range gather silently returns zeros, so the check must come first.
     Eagerly this raises ``ValueError``; inside a graph it adds an assertion that raises
-    ``InvalidArgumentError`` with the same message when the graph runs (XLA drops asserts).
+    ``InvalidArgumentError`` with the same message when the graph runs (not under XLA,
+    which cannot assert).
     """
     if not token_ids.dtype.is_integer:
         raise ValueError(f"`{name}` must be an integer tensor, got dtype {token_ids.dtype.name}.")
@@ -23,11 +26,10 @@ def _check_token_ids(token_ids, vocab_size, name="token_ids"):
             )
         return token_ids
     message = f"`{name}` holds an id outside the vocabulary [0, vocab_size={vocab_size})."
-    with tf.control_dependencies([
+    return with_graph_assertions(token_ids, lambda: [
         tf.debugging.assert_less(token_ids, tf.cast(vocab_size, token_ids.dtype), message=message),
         tf.debugging.assert_non_negative(token_ids, message=message),
-    ]):
-        return tf.identity(token_ids)
+    ])
 
 
 def _positions(inputs, positions):

@@ -73,6 +73,12 @@ class TransformerConfig:
                      "max_length"):
             value = getattr(self, name)
             require(isinstance(value, int) and value > 0, f"`{name}` must be a positive integer, got {value!r}.")
+        for name in ("num_key_value_heads", "num_decoder_layers"):
+            value = getattr(self, name)
+            require(value is None or (isinstance(value, int) and value > 0),
+                    f"`{name}` must be a positive integer or None, got {value!r}.")
+        require(isinstance(self.type_vocab_size, int) and self.type_vocab_size >= 0,
+                f"`type_vocab_size` must be a non-negative integer, got {self.type_vocab_size!r}.")
         require(self.hidden_size % self.num_heads == 0,
                 f"`hidden_size` ({self.hidden_size}) must be divisible by `num_heads` ({self.num_heads}).")
         require(self.num_heads % self.key_value_heads == 0,

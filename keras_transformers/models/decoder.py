@@ -55,7 +55,8 @@ class Decoder(ShapeFreeBuild, keras.Model):
 
     def call(self, inputs, training=None):
         inputs = check_inputs(inputs, type(self).__name__, ("token_ids", "padding_mask"),
-                              max_lengths={"token_ids": self.config.max_length})
+                              max_lengths={"token_ids": self.config.max_length},
+                              vocab_sizes={"token_ids": self.config.vocab_size})
         x = self.embeddings(inputs["token_ids"], training=training)
         for block in self.blocks:
             x = block(x, padding_mask=inputs["padding_mask"], training=training)

@@ -61,7 +61,9 @@ class Encoder(ShapeFreeBuild, keras.Model):
     def call(self, inputs, training=None):
         optional = ("segment_ids",) if self.config.type_vocab_size else ()
         inputs = check_inputs(inputs, type(self).__name__, self.input_keys, optional,
-                              max_lengths={"token_ids": self.config.max_length})
+                              max_lengths={"token_ids": self.config.max_length},
+                              vocab_sizes={"token_ids": self.config.vocab_size,
+                                           "segment_ids": self.config.type_vocab_size})
         x = self.embeddings(inputs["token_ids"], segment_ids=inputs.get("segment_ids"),
                             training=training)
         for block in self.blocks:

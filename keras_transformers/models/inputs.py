@@ -4,6 +4,8 @@ import difflib
 
 import tensorflow as tf
 
+from keras_transformers.ops.checks import with_graph_assertions
+
 
 def _unknown_key_message(key, allowed):
     close = difflib.get_close_matches(key, allowed, n=1)
@@ -11,12 +13,13 @@ def _unknown_key_message(key, allowed):
     return f"Unexpected input key {key!r}.{hint} Expected keys: {', '.join(allowed)}."
 
 
-def check_inputs(inputs, model_name, required, optional=(), max_lengths=None, vocab_size=None):
+def check_inputs(inputs, model_name, required, optional=(), max_lengths=None, vocab_sizes=None):
     """Validate ``inputs`` and return its tensors by name (``None`` for absent optional keys).
 
     Raises ``ValueError`` for: a non-dict, missing or misspelled keys, a rank other than
-    ``(batch, seq)``, masks whose shape differs from their ids, an empty batch, and a sequence
-    longer than its entry in ``max_lengths`` (statically; a dynamic length is asserted in-graph).
+    ``(batch, seq)``, masks whose shape differs from their ids, an empty batch, a sequence
+    longer than its entry in ``max_lengths`` (statically; a dynamic length is asserted in-graph),
+    and non-integer ids or (eagerly) ids outside ``[0, limit)`` for the keys of ``vocab_sizes``.
     """
     allowed = list(required) + list(optional)
     if not hasattr(inputs, "keys"):
@@ -43,16 +46,25 @@ def check_inputs(inputs, model_name, required, optional=(), max_lengths=None, vo
             ids = tensors[ids_key]
             if ids.shape.is_fully_defined() and tensor.shape.is_fully_defined() and ids.shape != tensor.shape:
                 raise ValueError(f"`{key}` must have the shape of `{ids_key}` {ids.shape}, got {tensor.shape}.")
+    for key, limit in (vocab_sizes or {}).items():
+        tensor = tensors.get(key)
+        if tensor is None:
+            continue
+        if not tensor.dtype.is_integer:
+            raise ValueError(f"`{key}` must be an integer tensor, got dtype {tensor.dtype.name}.")
+        ids = tensor.numpy() if tf.executing_eagerly() else None
+        if ids is not None and ids.size and (ids.max() >= limit or ids.min() < 0):
+            bad = ids.max() if ids.max() >= limit else ids.min()
+            limit_name = "type_vocab_size" if key == "segment_ids" else "vocab_size"
+            raise ValueError(f"`{key}` holds id {bad}, outside the vocabulary [0, {limit_name}={limit}).")
     for key, limit in (max_lengths or {}).items():
         tensor = tensors[key]
         length = tensor.shape[1]
         if length is not None and length > limit:
             raise ValueError(f"`{key}` has sequence length {length}, longer than max_length={limit}.")
         if length is None and not tf.executing_eagerly():
-            with tf.control_dependencies([tf.debugging.assert_less_equal(
-                    tf.shape(tensor)[1], limit,
-                    message=f"`{key}` is longer than max_length={limit}.")]):
-                tensors[key] = tf.identity(tensor)
+            tensors[key] = with_graph_assertions(tensor, lambda: [tf.debugging.assert_less_equal(
+                tf.shape(tensor)[1], limit, message=f"`{key}` is longer than max_length={limit}.")])
     for key, tensor in tensors.items():
         if key.endswith("padding_mask") and tensor is not None:
             tensors[key] = tf.cast(tensor, tf.bool)

@@ -71,8 +71,10 @@ class Seq2Seq(TaskModel):
 
     def _check(self, inputs, keys):
         limit = self.config.max_length
+        ids_keys = [key for key in keys if key.endswith("token_ids")]
         return check_inputs(inputs, type(self).__name__, keys,
-                            max_lengths={keys[0]: limit} if keys[0].endswith("token_ids") else None)
+                            max_lengths={key: limit for key in ids_keys},
+                            vocab_sizes={key: self.config.vocab_size for key in ids_keys})
 
     def encode(self, inputs, training=None):
         """``encoder_token_ids``, ``encoder_padding_mask`` → ``(batch, src_seq, hidden)``."""

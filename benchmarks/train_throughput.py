@@ -1,0 +1,241 @@
+"""Training throughput of our CausalLM against a KerasHub decoder stack of the same shape.
+
+Both sides are trained the plain Keras way, in this process, one after the other:
+``compile(optimizer=AdamW, jit_compile=True)`` then ``fit(dataset.repeat(), steps_per_epoch=...)``.
+A callback times every step; tokens/s = batch·context / median step time after warm-up.
+The same run measures the machine's fp32 matmul rate, to express each model's FLOP/s as a
+share of it. One JSON object goes to stdout (and to ``--output``); progress goes to stderr.
+
+    python benchmarks/train_throughput.py --shape small --steps 30 --warmup 10
+"""
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from keras_transformers import CausalLM, TransformerConfig  # noqa: E402
+from keras_transformers.ops.attention import get_jit_compile  # noqa: E402
+
+SHAKESPEARE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                           "tinyshakespeare", "input.txt")
+FLOPS_FORMULA = ("train FLOP per step = 6 * N_non_embedding * tokens + 12 * layers * hidden * context * tokens, "
+                 "tokens = batch * context (Kaplan et al. 2020 / nanoGPT); the tied LM-head matmul "
+                 "(6 * vocab * hidden * tokens) is not in it and is reported separately")
+SHAPES = {
+    # nanoGPT's CPU shape (shakespeare_char): 4 layers, 4 heads, width 128, context 64, batch 12.
+    "small": dict(batch=12, context=64, config=dict(
+        vocab_size=65, hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512, max_length=64)),
+    # GPT-2 124M at context 256; batch 2 so a step takes seconds, not minutes, on 2 cores.
+    "gpt2_small": dict(batch=2, context=256, config={}),
+}
+
+
+def log(message):
+    print(f"[train_throughput] {message}", file=sys.stderr, flush=True)
+
+
+def matmul_gflops(m, k, n, repeats):
+    """Median GFLOP/s of an fp32 ``(m, k) @ (k, n)`` in a tf.function (2·m·k·n FLOP per call)."""
+    a, b = tf.random.normal([m, k]), tf.random.normal([k, n])
+    matmul = tf.function(tf.matmul)
+    for _ in range(5):
+        matmul(a, b).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * m * k * n / statistics.median(times) / 1e9
+
+
+def token_windows(vocab_size, count, context, data, rng):
+    """``count`` windows of ``context + 1`` token ids, and the name of their source."""
+    if data != "random" and os.path.exists(SHAKESPEARE):
+        text = open(SHAKESPEARE, encoding="utf-8").read()
+        chars = sorted(set(text))
+        if len(chars) == vocab_size:  # the character vocabulary of nanoGPT's shakespeare_char
+            lookup = {c: i for i, c in enumerate(chars)}
+            ids = np.array([lookup[c] for c in text], dtype=np.int32)
+            starts = rng.integers(0, len(ids) - context - 1, size=count)
+            return np.stack([ids[s:s + context + 1] for s in starts]), "tinyshakespeare characters"
+    return rng.integers(1, vocab_size, size=(count, context + 1), dtype=np.int32), "uniform random ids"
+
+
+def make_dataset(windows, batch, with_sample_weight):
+    x = {"token_ids": windows[:, :-1], "padding_mask": np.ones_like(windows[:, :-1])}
+    parts = (x, windows[:, 1:])
+    if with_sample_weight:  # our CausalLM weighs the loss by padding_mask itself; give KerasHub the same
+        parts += (np.ones(windows[:, 1:].shape, np.float32),)
+    return tf.data.Dataset.from_tensor_slices(parts).batch(batch, drop_remainder=True).repeat().prefetch(2)
+
+
+def keras_hub_decoder(config, context):
+    """TokenAndPositionEmbedding, N pre-norm TransformerDecoders (causal), LayerNorm, tied head."""
+    token_ids = keras.Input((context,), dtype="int32", name="token_ids")
+    padding_mask = keras.Input((context,), dtype="int32", name="padding_mask")
+    embedding = keras_hub.layers.TokenAndPositionEmbedding(
+        config.vocab_size, config.max_length, config.hidden_size, tie_weights=True)
+    # Same GELU as ours: the tanh form for GPT-2 ("gelu_approximate"), the erf form otherwise.
+    activation = "gelu" if config.activation == "gelu" else (
+        lambda x: keras.activations.gelu(x, approximate=True))
+    x = embedding(token_ids)
+    for _ in range(config.num_layers):
+        x = keras_hub.layers.TransformerDecoder(
+            config.intermediate_size, config.num_heads, dropout=0, activation=activation,
+            normalize_first=True, layer_norm_epsilon=config.norm_epsilon)(x, decoder_padding_mask=padding_mask)
+    x = keras.layers.LayerNormalization(epsilon=config.norm_epsilon)(x)
+    logits = embedding.token_embedding(x, reverse=True)
+    return keras.Model({"token_ids": token_ids, "padding_mask": padding_mask}, logits, name="keras_hub_decoder")
+
+
+class StepTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times, self.losses = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float(logs["loss"])  # a host value: the step has finished
+        self.times.append(time.perf_counter() - self.start)
+        self.losses.append(loss)
+
+
+def xla_compiled_step(model):
+    """True when the traced train step is a call op marked ``_XlaMustCompile`` (XLA really ran it)."""
+    try:
+        step = inspect.getclosurevars(model.train_function).nonlocals["multi_step_on_iterator"]
+        for concrete in step._list_all_concrete_functions():
+            for op in concrete.graph.get_operations():
+                if op.type in ("StatefulPartitionedCall", "PartitionedCall"):
+                    try:
+                        if op.get_attr("_XlaMustCompile"):
+                            return True
+                    except ValueError:
+                        pass
+        return False
+    except Exception as error:  # a Keras internals change must not sink the benchmark
+        log(f"could not inspect the train step for XLA: {error!r}")
+        return None
+
+
+def train(model, dataset, steps, warmup, jit_compile, compile_args):
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-4), jit_compile=jit_compile,
+                  **compile_args)
+    timer = StepTimer()
+    model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer])
+    median = statistics.median(timer.times[warmup:])
+    return {"jit_compile_requested": jit_compile, "jit_compile_effective": bool(model.jit_compile),
+            "xla_compiled_train_step": xla_compiled_step(model),
+            "first_step_s": round(timer.times[0], 3), "median_step_s": round(median, 5),
+            "step_s_min_max": [round(min(timer.times[warmup:]), 5), round(max(timer.times[warmup:]), 5)],
+            "loss_first_last": [round(timer.losses[0], 4), round(timer.losses[-1], 4)]}
+
+
+def run_shape(name, args, peak_gflops, rng):
+    spec = SHAPES[name]
+    batch, context = args.batch or spec["batch"], spec["context"]
+    config = TransformerConfig.from_preset("gpt2_small", dropout=0.0, attention_dropout=0.0, **spec["config"])
+    windows, source = token_windows(config.vocab_size, 8 * batch, context, args.data, rng)
+    tokens = batch * context
+    result = {"batch": batch, "context": context, "tokens_per_step": tokens, "data": source,
+              "steps": args.steps, "warmup": args.warmup, "config": config.to_dict()}
+
+    builders = {
+        "ours": (lambda: CausalLM(config), False, {}),
+        "keras_hub": (lambda: keras_hub_decoder(config, context), True, dict(
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])),
+    }
+    for side, (build, with_weight, compile_args) in builders.items():
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(args.seed)
+        model = build()
+        dataset = make_dataset(windows, batch, with_weight)
+        model(next(iter(dataset))[0])  # build the weights
+        params = model.count_params()
+        non_embedding = params - (config.vocab_size + config.max_length) * config.hidden_size
+        log(f"{name}/{side}: {params:,} parameters, training {args.warmup}+{args.steps} steps")
+        timing = train(model, dataset, args.steps, args.warmup, not args.no_jit, compile_args)
+        flop = 6 * non_embedding * tokens + 12 * config.num_layers * config.hidden_size * context * tokens
+        gflops = flop / timing["median_step_s"] / 1e9
+        result[side] = {"params": params, "non_embedding_params": non_embedding, **timing,
+                        "tokens_per_s": round(tokens / timing["median_step_s"], 1),
+                        "train_gflop_per_step": round(flop / 1e9, 3),
+                        "lm_head_gflop_per_step": round(6 * config.vocab_size * config.hidden_size * tokens / 1e9, 3),
+                        "train_gflops": round(gflops, 2), "share_of_matmul_peak": round(gflops / peak_gflops, 3)}
+        log(f"{name}/{side}: {result[side]['tokens_per_s']:.0f} tokens/s, median step "
+            f"{timing['median_step_s'] * 1e3:.1f} ms, first step {timing['first_step_s']:.1f} s")
+        del model
+    result["params_ratio_ours_over_keras_hub"] = round(result["ours"]["params"] / result["keras_hub"]["params"], 4)
+    result["speedup_ours_over_keras_hub"] = round(result["ours"]["tokens_per_s"] / result["keras_hub"]["tokens_per_s"], 3)
+    if name == "small":
+        result["target_speedup"] = 1.3
+        result["meets_target"] = result["speedup_ours_over_keras_hub"] >= 1.3
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 50 small, 5 gpt2_small)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 10 small, 2 gpt2_small)")
+    parser.add_argument("--batch", type=int, default=None, help="override the shape's batch size")
+    parser.add_argument("--data", choices=["auto", "random"], default="auto",
+                        help="auto: tiny Shakespeare characters where the vocabulary is 65 and the file exists")
+    parser.add_argument("--no-jit", action="store_true", help="compile with jit_compile=False on both sides")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", help="also write the JSON here")
+    args = parser.parse_args(argv)
+
+    log("measuring the fp32 matmul rate")
+    matmul = {"1024x1024@1024x1024": round(matmul_gflops(1024, 1024, 1024, 30), 1),
+              "768x128@128x512": round(matmul_gflops(768, 128, 512, 200), 1)}
+    peak = max(matmul.values())
+    report = {
+        "benchmark": "train_throughput",
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "keras_hub": keras_hub.__version__,
+                     "python": platform.python_version()},
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "usable_cpus": len(os.sched_getaffinity(0)),
+                    "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default (all)",
+                    "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or "default (all)",
+                    "gpus": len(tf.config.list_physical_devices("GPU"))},
+        "our_attention_core_jit_compile": get_jit_compile(),
+        "matmul_fp32_gflops": matmul, "matmul_peak_gflops": peak,
+        "flops_formula": FLOPS_FORMULA,
+        "tokens_per_s": "batch * context / median step time over the timed steps (warm-up excluded)",
+        "shapes": {},
+    }
+    rng = np.random.default_rng(args.seed)
+    for name in (SHAPES if args.shape == "all" else [args.shape]):
+        defaults = (50, 10) if name == "small" else (5, 2)
+        shape_args = argparse.Namespace(**{**vars(args), "steps": args.steps or defaults[0],
+                                           "warmup": args.warmup if args.warmup is not None else defaults[1]})
+        report["shapes"][name] = run_shape(name, shape_args, peak, rng)
+
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The quickstart: a small character-level GPT trained on tiny Shakespeare, then sampled.
+
+nanoGPT's CPU configuration (4 layers, 4 heads, width 128, context 64, batch 12, lr 1e-3
+with cosine decay) trained with plain ``model.compile`` / ``model.fit``.
+"""
+
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_transformers.data import tiny_shakespeare
+from keras_transformers.generation import generate
+from keras_transformers.models import CausalLM, TransformerConfig
+from keras_transformers.training import SparseCategoricalCrossentropy
+
+
+class CharacterVocabulary:
+    """Characters ↔ ids, the sorted distinct characters of a text (65 for tiny Shakespeare)."""
+
+    def __init__(self, text):
+        self.characters = sorted(set(text))
+        self.index = {character: i for i, character in enumerate(self.characters)}
+
+    def __len__(self):
+        return len(self.characters)
+
+    def encode(self, text):
+        return np.array([self.index[character] for character in text], np.int32)
+
+    def decode(self, ids):
+        return "".join(self.characters[i] for i in ids)
+
+
+def language_model_windows(ids, context, batch_size, seed):
+    """An endless dataset of random ``context``-long windows: inputs and next-token labels.
+
+    Endless (and read with ``steps_per_epoch``) because ``fit`` over a finite dataset can
+    idle for seconds at its end, waiting on tf.data's autotuning thread.
+    """
+    ids = tf.constant(ids)
+    limit = len(ids) - context - 1
+
+    def window(random_value):
+        start = tf.cast(random_value % limit, tf.int32)
+        chunk = ids[start:start + context + 1]
+        inputs = {"token_ids": chunk[:-1], "padding_mask": tf.ones([context], tf.int32)}
+        return inputs, chunk[1:]
+
+    return (tf.data.Dataset.random(seed=seed).map(window, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
+def quickstart_config(vocab_size, context=64):
+    """nanoGPT's CPU shape in GPT-2's architecture."""
+    return TransformerConfig.from_preset(
+        "gpt2_small", vocab_size=vocab_size, hidden_size=128, num_layers=4, num_heads=4,
+        intermediate_size=512, max_length=context, dropout=0.0, attention_dropout=0.0)
+
+
+def run(steps=1500, steps_per_epoch=250, batch_size=12, context=64, learning_rate=1e-3,
+        sample_length=500, temperature=0.8, save_path=None, seed=0, jit_compile=True):
+    """Train, report the validation loss, print a sample. Returns the final validation loss."""
+    keras.utils.set_random_seed(seed)
+    text = tiny_shakespeare()
+    vocabulary = CharacterVocabulary(text)
+    ids = vocabulary.encode(text)
+    split = int(len(ids) * 0.9)  # nanoGPT's split
+    train = language_model_windows(ids[:split], context, batch_size, seed)
+    validation = language_model_windows(ids[split:], context, batch_size, seed + 1)
+
+    model = CausalLM(quickstart_config(len(vocabulary), context))
+    warmup = min(100, steps // 10)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=steps - warmup, warmup_target=learning_rate, warmup_steps=warmup,
+        alpha=0.1)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.1, beta_2=0.99,
+                                                   clipnorm=1.0),
+                  loss=SparseCategoricalCrossentropy(), jit_compile=jit_compile)
+    epochs = max(1, -(-steps // steps_per_epoch))
+    model.build(None)
+    print(f"Training a {model.count_params():,}-parameter character-level GPT "
+          f"(4 layers, width 128, context {context}) on tiny Shakespeare: {epochs} epochs "
+          f"of {steps_per_epoch} steps, batch {batch_size}.")
+    started = time.perf_counter()
+    history = model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                        validation_data=validation, validation_steps=20, verbose=1)
+    minutes = (time.perf_counter() - started) / 60
+    validation_loss = history.history["val_loss"][-1]
+    print(f"\nTrained in {minutes:.1f} min: train loss {history.history['loss'][-1]:.3f}, "
+          f"validation loss {validation_loss:.3f} (nanoGPT's CPU run of this shape: 1.88).")
+    if save_path:
+        model.save(save_path)
+        print(f"Saved the model to {save_path}.")
+
+    prompt = vocabulary.encode("\n")[None, :]
+    sample = generate(model, prompt, max_new_tokens=sample_length, temperature=temperature, seed=seed)
+    print("\n--- sample ---" + vocabulary.decode(sample[0]) + "\n--------------")
+    return validation_loss
