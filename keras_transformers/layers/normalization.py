@@ -23,7 +23,8 @@ class RMSNorm(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def build(self, input_shape):
-        self.scale = self.add_weight(name="scale", shape=(input_shape[-1],), initializer="ones")
+        self.scale = self.add_weight(name="scale", shape=(input_shape[-1],), initializer="ones",
+                                     autocast=False)  # g stays float32 under mixed precision, as in LayerNormalization
         self.built = True
 
     def call(self, x):

@@ -1,0 +1,57 @@
+"""The `keras-transformers` command: the quickstart runs end to end, in a tiny setting."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_transformers import cli
+from keras_transformers.data import tiny_shakespeare
+from keras_transformers.quickstart import CharacterVocabulary, language_model_windows
+
+
+def test_console_script_is_installed():
+    assert (Path(sys.executable).parent / "keras-transformers").exists()
+
+
+def test_quickstart_trains_saves_and_samples(tmp_path):
+    saved = tmp_path / "char_gpt.keras"
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_transformers.cli", "quickstart", "--steps", "12",
+         "--steps-per-epoch", "6", "--sample-length", "40", "--save", str(saved)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Epoch 2/2" in result.stdout
+    assert "validation loss" in result.stdout
+    sample = result.stdout.split("--- sample ---")[1].split("--------------")[0]
+    assert sample.startswith("\n") and sample.endswith("\n")  # the "\n" prompt ... the closing line
+    assert len(sample) == 1 + 40 + 1
+    model = keras.saving.load_model(saved)
+    assert model.config.vocab_size == 65
+
+
+def test_bad_arguments_exit_with_a_message(capsys):
+    try:
+        cli.main(["quickstart", "--steps", "0"])
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    assert "must be a positive integer, got 0" in capsys.readouterr().err
+    assert cli.main(["quickstart", "--save", "model.h5"]) == 2
+
+
+def test_character_vocabulary_round_trip_and_windows():
+    text = tiny_shakespeare()
+    vocabulary = CharacterVocabulary(text)
+    assert len(text) == 1_115_394 and len(vocabulary) == 65
+    assert vocabulary.decode(vocabulary.encode(text[:500])) == text[:500]
+    ids = vocabulary.encode(text[:5000])
+    inputs, labels = next(iter(language_model_windows(ids, context=16, batch_size=4, seed=0)))
+    assert inputs["token_ids"].shape == (4, 16) and labels.shape == (4, 16)
+    # labels are the inputs shifted by one, and each window is a contiguous slice of the text
+    np.testing.assert_array_equal(inputs["token_ids"][:, 1:], labels[:, :-1])
+    row = inputs["token_ids"][0].numpy()
+    start = next(i for i in range(len(ids) - 16) if (ids[i:i + 16] == row).all())
+    assert labels[0, -1] == ids[start + 16]
