@@ -1,8 +1,10 @@
 """Training throughput of our CausalLM against a KerasHub decoder stack of the same shape.
 
-Both sides are trained the plain Keras way, in this process, one after the other:
-``compile(optimizer=AdamW, jit_compile=True)`` then ``fit(dataset.repeat(), steps_per_epoch=...)``.
-A callback times every step; tokens/s = batch·context / median step time after warm-up.
+Both sides are trained the plain Keras way, in this process:
+``compile(optimizer=AdamW, jit_compile=True)`` then ``fit(dataset.repeat(), steps_per_epoch=...)``,
+warm-up steps first, then the timed steps in alternating rounds (ours, KerasHub, KerasHub, ours...)
+so that load from other processes falls on both sides alike. A callback times every step;
+tokens/s = batch·context / median step time over the timed steps.
 The same run measures the machine's fp32 matmul rate, to express each model's FLOP/s as a
 share of it. One JSON object goes to stdout (and to ``--output``); progress goes to stderr.
 
@@ -104,7 +106,10 @@ def keras_hub_decoder(config, context):
 
 
 class StepTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
+    """Wall time of every train step, across any number of ``fit`` calls."""
+
+    def __init__(self):
+        super().__init__()
         self.times, self.losses = [], []
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -134,17 +139,8 @@ def xla_compiled_step(model):
         return None
 
 
-def train(model, dataset, steps, warmup, jit_compile, compile_args):
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-4), jit_compile=jit_compile,
-                  **compile_args)
-    timer = StepTimer()
-    model.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer])
-    median = statistics.median(timer.times[warmup:])
-    return {"jit_compile_requested": jit_compile, "jit_compile_effective": bool(model.jit_compile),
-            "xla_compiled_train_step": xla_compiled_step(model),
-            "first_step_s": round(timer.times[0], 3), "median_step_s": round(median, 5),
-            "step_s_min_max": [round(min(timer.times[warmup:]), 5), round(max(timer.times[warmup:]), 5)],
-            "loss_first_last": [round(timer.losses[0], 4), round(timer.losses[-1], 4)]}
+def fit_steps(model, dataset, steps, timer):
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
 
 
 def run_shape(name, args, peak_gflops, rng):
@@ -154,39 +150,60 @@ def run_shape(name, args, peak_gflops, rng):
     windows, source = token_windows(config.vocab_size, 8 * batch, context, args.data, rng)
     tokens = batch * context
     result = {"batch": batch, "context": context, "tokens_per_step": tokens, "data": source,
-              "steps": args.steps, "warmup": args.warmup, "config": config.to_dict()}
+              "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "config": config.to_dict()}
+    peer_compile = dict(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    sides = {"ours": (lambda: CausalLM(config), False, {}),  # default loss: CE weighted by padding_mask
+             "keras_hub": (lambda: keras_hub_decoder(config, context), True, peer_compile)}
 
-    builders = {
-        "ours": (lambda: CausalLM(config), False, {}),
-        "keras_hub": (lambda: keras_hub_decoder(config, context), True, dict(
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])),
-    }
-    for side, (build, with_weight, compile_args) in builders.items():
-        keras.backend.clear_session()
+    # Build, compile and warm up both sides (the first step traces and XLA-compiles).
+    runs = {}
+    for side, (build, with_weight, compile_args) in sides.items():
         keras.utils.set_random_seed(args.seed)
-        model = build()
-        dataset = make_dataset(windows, batch, with_weight)
-        model(next(iter(dataset))[0])  # build the weights
+        model, dataset, timer = build(), make_dataset(windows, batch, with_weight), StepTimer()
+        model(next(iter(dataset))[0])  # create the weights
+        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-4), jit_compile=not args.no_jit,
+                      **compile_args)
+        log(f"{name}/{side}: {model.count_params():,} parameters, {args.warmup} warm-up steps")
+        fit_steps(model, dataset, args.warmup, timer)
+        runs[side] = (model, dataset, timer)
+
+    # Timed steps in alternating rounds (A B, B A, ...), so load drift on a shared machine hits both.
+    per_round = [args.steps // args.rounds + (r < args.steps % args.rounds) for r in range(args.rounds)]
+    for r, steps in enumerate(per_round):
+        for side in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            if steps:
+                log(f"{name}/{side}: round {r + 1}/{args.rounds}, {steps} timed steps")
+                fit_steps(*runs[side][:2], steps, runs[side][2])
+
+    for side, (model, _, timer) in runs.items():
+        timed = timer.times[args.warmup:]
+        median = statistics.median(timed)
         params = model.count_params()
         non_embedding = params - (config.vocab_size + config.max_length) * config.hidden_size
-        log(f"{name}/{side}: {params:,} parameters, training {args.warmup}+{args.steps} steps")
-        timing = train(model, dataset, args.steps, args.warmup, not args.no_jit, compile_args)
         flop = 6 * non_embedding * tokens + 12 * config.num_layers * config.hidden_size * context * tokens
-        gflops = flop / timing["median_step_s"] / 1e9
-        result[side] = {"params": params, "non_embedding_params": non_embedding, **timing,
-                        "tokens_per_s": round(tokens / timing["median_step_s"], 1),
-                        "train_gflop_per_step": round(flop / 1e9, 3),
-                        "lm_head_gflop_per_step": round(6 * config.vocab_size * config.hidden_size * tokens / 1e9, 3),
-                        "train_gflops": round(gflops, 2), "share_of_matmul_peak": round(gflops / peak_gflops, 3)}
+        gflops = flop / median / 1e9
+        result[side] = {
+            "params": params, "non_embedding_params": non_embedding,
+            "jit_compile_requested": not args.no_jit, "jit_compile_effective": bool(model.jit_compile),
+            "xla_compiled_train_step": xla_compiled_step(model),
+            "first_step_s": round(timer.times[0], 3), "median_step_s": round(median, 5),
+            "step_s_min_max": [round(min(timed), 5), round(max(timed), 5)],
+            "loss_first_last": [round(timer.losses[0], 4), round(timer.losses[-1], 4)],
+            "tokens_per_s": round(tokens / median, 1),
+            "train_gflop_per_step": round(flop / 1e9, 3),
+            "lm_head_gflop_per_step": round(6 * config.vocab_size * config.hidden_size * tokens / 1e9, 3),
+            "train_gflops": round(gflops, 2), "share_of_matmul_peak": round(gflops / peak_gflops, 3)}
         log(f"{name}/{side}: {result[side]['tokens_per_s']:.0f} tokens/s, median step "
-            f"{timing['median_step_s'] * 1e3:.1f} ms, first step {timing['first_step_s']:.1f} s")
-        del model
-    result["params_ratio_ours_over_keras_hub"] = round(result["ours"]["params"] / result["keras_hub"]["params"], 4)
-    result["speedup_ours_over_keras_hub"] = round(result["ours"]["tokens_per_s"] / result["keras_hub"]["tokens_per_s"], 3)
+            f"{median * 1e3:.1f} ms, first step {timer.times[0]:.1f} s")
+    ours, peer = result["ours"], result["keras_hub"]
+    result["params_ratio_ours_over_keras_hub"] = round(ours["params"] / peer["params"], 4)
+    result["speedup_ours_over_keras_hub"] = round(ours["tokens_per_s"] / peer["tokens_per_s"], 3)
     if name == "small":
         result["target_speedup"] = 1.3
         result["meets_target"] = result["speedup_ours_over_keras_hub"] >= 1.3
+    del runs
+    keras.backend.clear_session()
     return result
 
 
@@ -194,7 +211,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 50 small, 5 gpt2_small)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 10 small, 2 gpt2_small)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first (default: 10 small, 2 gpt2_small)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="split the timed steps into this many alternating ours/KerasHub rounds")
     parser.add_argument("--batch", type=int, default=None, help="override the shape's batch size")
     parser.add_argument("--data", choices=["auto", "random"], default="auto",
                         help="auto: tiny Shakespeare characters where the vocabulary is 65 and the file exists")
@@ -226,8 +246,9 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     for name in (SHAPES if args.shape == "all" else [args.shape]):
         defaults = (50, 10) if name == "small" else (5, 2)
+        warmup = defaults[1] if args.warmup is None else args.warmup
         shape_args = argparse.Namespace(**{**vars(args), "steps": args.steps or defaults[0],
-                                           "warmup": args.warmup if args.warmup is not None else defaults[1]})
+                                           "warmup": max(1, warmup), "rounds": max(1, args.rounds)})
         report["shapes"][name] = run_shape(name, shape_args, peak, rng)
 
     text = json.dumps(report, indent=2)

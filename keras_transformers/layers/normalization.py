@@ -23,8 +23,9 @@ class RMSNorm(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def build(self, input_shape):
+        # autocast=False: under mixed precision g is read in float32, as in LayerNormalization.
         self.scale = self.add_weight(name="scale", shape=(input_shape[-1],), initializer="ones",
-                                     autocast=False)  # g stays float32 under mixed precision, as in LayerNormalization
+                                     autocast=False)
         self.built = True
 
     def call(self, x):

@@ -63,7 +63,7 @@ class Decoder(ShapeFreeBuild, keras.Model):
         return x if self.final_norm is None else self.final_norm(x)
 
     def get_config(self):
-        return {"name": self.name, "config": self.config.to_dict()}
+        return {**super().get_config(), "config": self.config.to_dict()}
 
 
 class LanguageModelHead(keras.layers.Layer):
@@ -134,7 +134,7 @@ class CausalLM(TaskModel):
         return padding_weights(x["padding_mask"])
 
     def get_config(self):
-        return {"name": self.name, "backbone": serialize_backbone(self.backbone)}
+        return {**super().get_config(), "backbone": serialize_backbone(self.backbone)}
 
     @classmethod
     def from_config(cls, config):

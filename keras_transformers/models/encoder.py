@@ -71,7 +71,7 @@ class Encoder(ShapeFreeBuild, keras.Model):
         return x if self.final_norm is None else self.final_norm(x)
 
     def get_config(self):
-        return {"name": self.name, "config": self.config.to_dict()}
+        return {**super().get_config(), "config": self.config.to_dict()}
 
 
 def _resolve_backbone(backbone, backbone_class):
@@ -100,7 +100,7 @@ class _EncoderTask(TaskModel):
         self.built = True
 
     def get_config(self):
-        return {"name": self.name, "backbone": serialize_backbone(self.backbone),
+        return {**super().get_config(), "backbone": serialize_backbone(self.backbone),
                 "num_classes": self.num_classes, "dropout": self.dropout}
 
     @classmethod
@@ -218,7 +218,7 @@ class MaskedLM(TaskModel):
         return tf.cast(real, tf.float32)
 
     def get_config(self):
-        return {"name": self.name, "backbone": serialize_backbone(self.backbone)}
+        return {**super().get_config(), "backbone": serialize_backbone(self.backbone)}
 
     @classmethod
     def from_config(cls, config):

@@ -46,6 +46,11 @@ def check_inputs(inputs, model_name, required, optional=(), max_lengths=None, vo
             ids = tensors[ids_key]
             if ids.shape.is_fully_defined() and tensor.shape.is_fully_defined() and ids.shape != tensor.shape:
                 raise ValueError(f"`{key}` must have the shape of `{ids_key}` {ids.shape}, got {tensor.shape}.")
+    batch_sizes = {key: tensor.shape[0] for key, tensor in tensors.items()
+                   if tensor is not None and tensor.shape[0] is not None}
+    if len(set(batch_sizes.values())) > 1:  # e.g. seq2seq source and target batches
+        raise ValueError(f"All inputs must have the same batch size, got "
+                         f"{', '.join(f'{size} for `{key}`' for key, size in batch_sizes.items())}.")
     for key, limit in (vocab_sizes or {}).items():
         tensor = tensors.get(key)
         if tensor is None:

@@ -104,4 +104,4 @@ class Seq2Seq(TaskModel):
         return padding_weights(x["decoder_padding_mask"])
 
     def get_config(self):
-        return {"name": self.name, "config": self.config.to_dict()}
+        return {**super().get_config(), "config": self.config.to_dict()}

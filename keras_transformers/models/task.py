@@ -19,6 +19,9 @@ class ShapeFreeBuild:
 
     def build_from_config(self, config):
         self.build(None)
+        if not self.trainable:  # a saved trainable=False must also reach the layers just built
+            for layer in self._layers:
+                layer.trainable = False
 
 
 class TaskModel(ShapeFreeBuild, keras.Model):

@@ -142,6 +142,12 @@ def scaled_dot_product_attention(query, key, value, mask=None, causal=False, sca
         raise ValueError(
             f"`query` and `key` must share head_dim, got {query.shape[-1]} and {key.shape[-1]}."
         )
+    # Checked here because a `value` with fewer heads would broadcast silently in the matmul.
+    if not key.shape.is_compatible_with(value.shape):
+        raise ValueError(
+            f"`value` must have the shape of `key` (batch, num_kv_heads, k_len, head_dim), got "
+            f"{value.shape} for a key of shape {key.shape}."
+        )
     num_heads, num_kv_heads = query.shape[1], key.shape[1]
     if num_heads is not None and num_kv_heads is not None and num_heads % num_kv_heads:
         raise ValueError(

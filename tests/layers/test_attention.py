@@ -1,14 +1,16 @@
 """MultiHeadAttention against a NumPy reference built from its own projection weights."""
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_transformers.layers import MultiHeadAttention, RotaryEmbedding
 from tests.layers.layer_checks import assert_serialization_round_trip, randomize_weights
 
 
 def reference_attention(query, key, value, mask=None):
-    """NumPy softmax(Q·Kᵀ/√d + M)·V on (batch, heads, seq, dim); KV head h // group per head h."""
+    """NumPy softmax(Q·Kᵀ/√d + M)·V on (batch, heads, seq, dim); head h reads KV head h // group."""
     group = query.shape[1] // key.shape[1]
     key, value = np.repeat(key, group, axis=1), np.repeat(value, group, axis=1)
     scores = query @ key.swapaxes(-1, -2) / np.sqrt(query.shape[-1])
@@ -132,8 +134,22 @@ def test_masked_keys_get_zero_weight():
     np.testing.assert_allclose(outputs, output_projection(layer, heads), rtol=1e-4, atol=1e-5)
 
 
+def test_mixed_bfloat16_returns_bfloat16_close_to_float32():
+    x = random_inputs(2, 5, 12)
+    reference = built_layer(x, num_heads=4, head_dim=3, num_key_value_heads=2)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    layer = MultiHeadAttention(num_heads=4, head_dim=3, num_key_value_heads=2)
+    layer.build(x.shape)
+    layer.set_weights(reference.get_weights())
+    outputs = layer(x, causal=True)
+    assert outputs.dtype == "bfloat16"
+    np.testing.assert_allclose(tf.cast(outputs, tf.float32), reference(x, causal=True),
+                               rtol=2e-2, atol=2e-2)
+
+
 def test_heads_not_a_multiple_of_kv_heads_raises():
-    with pytest.raises(ValueError, match=r"`num_heads` \(6\) must be a multiple of `num_key_value_heads` \(4\)"):
+    message = r"`num_heads` \(6\) must be a multiple of `num_key_value_heads` \(4\)"
+    with pytest.raises(ValueError, match=message):
         MultiHeadAttention(num_heads=6, head_dim=2, num_key_value_heads=4)
 
 

@@ -50,8 +50,9 @@ def test_token_id_outside_vocabulary_raises_eagerly(bad_id):
 
 
 def test_float_token_ids_raise():
-    with pytest.raises(ValueError, match="`token_ids` must be an integer tensor, got dtype float32"):
-        TokenEmbedding(vocab_size=10, hidden_size=4)(np.array([[1.0, 2.0]], np.float32))
+    embedding = TokenEmbedding(vocab_size=10, hidden_size=4)
+    with pytest.raises(ValueError, match="`token_ids` must be an integer tensor, got dtype float"):
+        embedding(np.array([[1.0, 2.0]], np.float32))
 
 
 @pytest.mark.parametrize("bad_id", [10, -1])
@@ -108,7 +109,8 @@ def test_sinusoidal_encoding_rejects_odd_hidden_size():
 def test_rotary_keeps_the_norm_of_every_head_vector():
     x = np.random.normal(size=(2, 3, 7, 8)).astype(np.float32)
     rotated = RotaryEmbedding()(x).numpy()
-    np.testing.assert_allclose(np.linalg.norm(rotated, axis=-1), np.linalg.norm(x, axis=-1), rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(rotated, axis=-1), np.linalg.norm(x, axis=-1),
+                               rtol=1e-5)
     assert not np.allclose(rotated[:, :, 1:], x[:, :, 1:], atol=1e-3)
     np.testing.assert_allclose(rotated[:, :, 0], x[:, :, 0], rtol=1e-6)  # position 0: no rotation
 
@@ -150,7 +152,8 @@ def test_rotary_rejects_odd_head_dim():
     (lambda: TokenEmbedding(vocab_size=10, hidden_size=4, scale=2.0, name="layer"),
      {"token_ids": np.array([[1, 9, 0], [3, 3, 5]], np.int32)}),
     (lambda: PositionEmbedding(max_length=6, name="layer"),
-     {"inputs": np.zeros((2, 3, 4), np.float32), "positions": np.array([[5, 0, 2], [1, 1, 4]], np.int32)}),
+     {"inputs": np.zeros((2, 3, 4), np.float32),
+      "positions": np.array([[5, 0, 2], [1, 1, 4]], np.int32)}),
     (lambda: SinusoidalPositionEncoding(max_wavelength=500.0, name="layer"),
      {"inputs": np.zeros((2, 3, 4), np.float32)}),
     (lambda: RotaryEmbedding(max_wavelength=500.0, name="layer"),

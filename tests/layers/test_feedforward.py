@@ -1,4 +1,4 @@
-"""FeedForward (relu | gelu | gelu_approximate | swiglu) against NumPy formulas of its Dense weights."""
+"""FeedForward (relu | gelu | gelu_approximate | swiglu) against NumPy formulas of its weights."""
 
 import math
 
@@ -49,11 +49,10 @@ def test_feedforward_matches_the_formula(activation):
 
 def test_exact_and_tanh_gelu_differ():
     x = np.random.normal(size=(2, 3, 6)).astype(np.float32)
-    exact, approximate = FeedForward(16, activation="gelu"), FeedForward(16, activation="gelu_approximate")
-    exact.build(x.shape)
-    approximate.build(x.shape)
-    randomize_weights(exact, stddev=1.0)
-    randomize_weights(approximate, stddev=1.0)
+    exact, approximate = (FeedForward(16, activation=name) for name in ("gelu", "gelu_approximate"))
+    for layer in (exact, approximate):
+        layer.build(x.shape)
+        randomize_weights(layer, stddev=1.0)
     assert not np.allclose(exact(x), approximate(x), atol=1e-5)
 
 
@@ -68,7 +67,8 @@ def test_dropout_only_when_training():
     layer = FeedForward(16, activation="relu", dropout=0.5)
     layer.build(x.shape)
     randomize_weights(layer, stddev=1.0)
-    np.testing.assert_allclose(layer(x, training=False), reference_feedforward(layer, x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(layer(x, training=False), reference_feedforward(layer, x),
+                               rtol=1e-4, atol=1e-5)
     assert not np.allclose(layer(x, training=True), reference_feedforward(layer, x), atol=1e-3)
 
 

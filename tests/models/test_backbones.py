@@ -78,6 +78,24 @@ def test_llama_like_switches_reach_the_layers():
     assert not [w.path for w in decoder.weights if "bias" in w.path or "beta" in w.path]
 
 
+def test_transformer_like_switches_reach_the_layers():
+    encoder = Encoder(tiny_config("transformer_like"))
+    encoder(token_inputs())
+    assert type(encoder.embeddings.position_embedding).__name__ == "SinusoidalPositionEncoding"
+    assert encoder.embeddings.token_embedding.scale == pytest.approx(HIDDEN ** 0.5)
+    assert encoder.blocks[0].feedforward.activation == "relu"
+    assert encoder.blocks[0].norm_first is False
+
+
+def test_gpt2_like_switches_reach_the_layers():
+    decoder = Decoder(tiny_config("gpt2_like"))
+    decoder(token_inputs())
+    block = decoder.blocks[0]
+    assert (block.norm_first, block.feedforward.activation) == (True, "gelu_approximate")
+    assert type(decoder.embeddings.position_embedding).__name__ == "PositionEmbedding"
+    assert block.self_attention.rotary is None
+
+
 @pytest.mark.parametrize("family,final_norm,embedding_norm", [
     ("bert_like", False, True), ("gpt2_like", True, False), ("transformer_like", False, False)])
 def test_norm_placement_follows_the_config(family, final_norm, embedding_norm):
@@ -220,3 +238,18 @@ def test_xla_and_non_xla_traces_give_the_same_numbers(model_class, family):
     reference = results.pop("eager-xla=True")
     for name, outputs in results.items():
         np.testing.assert_allclose(outputs, reference, rtol=0, atol=1e-5, err_msg=name)
+
+
+def xla_marked_calls(model, inputs, jit):
+    with jit_compile_scope(jit):
+        concrete = tf.function(lambda x: model(x)).get_concrete_function(inputs)
+    graph = concrete.graph.as_graph_def()
+    nodes = list(graph.node) + [node for function in graph.library.function for node in function.node_def]
+    return [node.name for node in nodes if node.attr["_XlaMustCompile"].b]
+
+
+@pytest.mark.parametrize("model_class", [Encoder, Decoder])
+def test_jit_compile_scope_false_traces_a_model_without_xla(model_class):
+    model, inputs = model_class(tiny_config()), token_inputs()
+    assert xla_marked_calls(model, inputs, jit=True)  # the attention core, compiled
+    assert xla_marked_calls(model, inputs, jit=False) == []

@@ -172,3 +172,11 @@ def test_task_models_pass_input_errors_through(build):
     inputs["padding_maks"] = inputs.pop("padding_mask")
     with pytest.raises(ValueError, match=r"Unexpected input key 'padding_maks'\. Did you mean 'padding_mask'\?"):
         model(inputs)
+
+
+def test_seq2seq_source_and_target_batches_must_have_the_same_size(models):
+    inputs = {**seq2seq_inputs(batch=2), **{key: value for key, value in seq2seq_inputs(batch=3).items()
+                                           if key.startswith("decoder_")}}
+    with pytest.raises(ValueError, match=r"All inputs must have the same batch size, got 2 for "
+                                         r"`encoder_token_ids`, .*3 for `decoder_token_ids`"):
+        models["Seq2Seq"](inputs)
