@@ -13,7 +13,6 @@ import tensorflow as tf
 from keras_transformers.data import tiny_shakespeare
 from keras_transformers.generation import generate
 from keras_transformers.models import CausalLM, TransformerConfig
-from keras_transformers.training import SparseCategoricalCrossentropy
 
 
 class CharacterVocabulary:
@@ -77,7 +76,7 @@ def run(steps=1500, steps_per_epoch=250, batch_size=12, context=64, learning_rat
         alpha=0.1)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.1, beta_2=0.99,
                                                    clipnorm=1.0),
-                  loss=SparseCategoricalCrossentropy(), jit_compile=jit_compile)
+                  jit_compile=jit_compile)
     epochs = max(1, -(-steps // steps_per_epoch))
     model.build(None)
     print(f"Training a {model.count_params():,}-parameter character-level GPT "

@@ -4,32 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transformers.ops.checks import with_graph_assertions
-
-
-def _check_token_ids(token_ids, vocab_size, name="token_ids"):
-    """Refuse ids outside ``[0, vocab_size)`` before the gather looks them up.
-
-    On GPU an out-of-range gather silently returns zeros, so the check must come first.
-    Eagerly this raises ``ValueError``; inside a graph it adds an assertion that raises
-    ``InvalidArgumentError`` with the same message when the graph runs (not under XLA,
-    which cannot assert).
-    """
-    if not token_ids.dtype.is_integer:
-        raise ValueError(f"`{name}` must be an integer tensor, got dtype {token_ids.dtype.name}.")
-    if tf.executing_eagerly():
-        ids = token_ids.numpy()
-        if ids.size and (ids.max() >= vocab_size or ids.min() < 0):
-            bad = ids.max() if ids.max() >= vocab_size else ids.min()
-            raise ValueError(
-                f"`{name}` holds id {bad}, outside the vocabulary [0, vocab_size={vocab_size})."
-            )
-        return token_ids
-    message = f"`{name}` holds an id outside the vocabulary [0, vocab_size={vocab_size})."
-    return with_graph_assertions(token_ids, lambda: [
-        tf.debugging.assert_less(token_ids, tf.cast(vocab_size, token_ids.dtype), message=message),
-        tf.debugging.assert_non_negative(token_ids, message=message),
-    ])
+from keras_transformers.ops.checks import check_ids_in_range
 
 
 def _positions(inputs, positions):
@@ -77,7 +52,7 @@ class TokenEmbedding(keras.layers.Layer):
         self.built = True
 
     def call(self, token_ids):
-        token_ids = _check_token_ids(tf.convert_to_tensor(token_ids), self.vocab_size)
+        token_ids = check_ids_in_range(tf.convert_to_tensor(token_ids), self.vocab_size, "token_ids")
         vectors = tf.gather(tf.cast(self.embeddings, self.compute_dtype), token_ids)
         return vectors * self.scale if self.scale != 1.0 else vectors
 

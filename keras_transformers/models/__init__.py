@@ -2,7 +2,7 @@
 
 from keras_transformers.models.config import PRESETS, TransformerConfig
 from keras_transformers.models.decoder import CausalLM, Decoder
-from keras_transformers.models.embedding_stack import EmbeddingStack
+from keras_transformers.models.backbone import Backbone, EmbeddingStack
 from keras_transformers.models.encoder import (
     Encoder,
     EncoderClassifier,
@@ -14,6 +14,7 @@ from keras_transformers.models.task import TaskModel
 
 __all__ = [
     "PRESETS",
+    "Backbone",
     "CausalLM",
     "Decoder",
     "EmbeddingStack",

@@ -3,17 +3,11 @@
 import keras
 import tensorflow as tf
 
-from keras_transformers.layers import DecoderBlock, make_norm
-from keras_transformers.models.embedding_stack import (
-    EmbeddingStack,
-    as_config,
-    block_arguments,
-    kernel_initializer,
-)
+from keras_transformers.layers import DecoderBlock
+from keras_transformers.models.backbone import Backbone, block_arguments, kernel_initializer
 from keras_transformers.models.encoder import _resolve_backbone
 from keras_transformers.models.inputs import check_inputs
 from keras_transformers.models.task import (
-    ShapeFreeBuild,
     TaskModel,
     deserialize_backbone,
     padding_weights,
@@ -22,10 +16,21 @@ from keras_transformers.models.task import (
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
-class Decoder(ShapeFreeBuild, keras.Model):
-    """Causal transformer decoder: embeddings, then ``num_layers`` DecoderBlocks (no cross-attention).
+class Decoder(Backbone):
+    """Causal transformer decoder: embeddings, then DecoderBlocks.
 
-    Inputs: a dict with ``token_ids`` ``(batch, seq)`` and ``padding_mask`` ``(batch, seq)``.
+    Alone (GPT, Llama) it has ``num_layers`` blocks of causal self-attention. With
+    ``cross_attention=True`` (the decoder of :class:`Seq2Seq`) it has ``num_decoder_layers``
+    blocks that also attend to an encoder's output.
+
+    Args:
+        config: a :class:`TransformerConfig` (or its dict).
+        cross_attention: add encoder-decoder attention to every block.
+        token_embedding: share this :class:`TokenEmbedding` (the encoder's, in a seq2seq model).
+
+    Inputs: a dict with ``token_ids`` ``(batch, seq)`` and ``padding_mask`` ``(batch, seq)``;
+    with cross-attention also ``encoder_sequence`` ``(batch, src_seq, hidden)`` and
+    ``encoder_padding_mask`` ``(batch, src_seq)`` as arguments.
     Output: ``(batch, seq, hidden)``; position ``t`` depends only on tokens ``<= t``.
 
     Example:
@@ -34,36 +39,30 @@ class Decoder(ShapeFreeBuild, keras.Model):
         TensorShape([1, 3, 32])
     """
 
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.config = as_config(config)
-        c = self.config
-        self.embeddings = EmbeddingStack(c, name="embeddings", dtype=self.dtype_policy)
-        self.blocks = [DecoderBlock(**block_arguments(c), name=f"block_{i}", dtype=self.dtype_policy)
-                       for i in range(c.num_layers)]
-        self.final_norm = make_norm(c.norm_type, c.norm_epsilon, "final_norm",
-                                    dtype=self.dtype_policy) if c.norm_first else None
+    def __init__(self, config, cross_attention=False, token_embedding=None, **kwargs):
+        self.cross_attention = bool(cross_attention)
+        super().__init__(config, token_embedding=token_embedding, **kwargs)
 
-    def build(self, inputs_shape=None):
-        self.embeddings.build((None, None))
-        hidden_shape = (None, None, self.config.hidden_size)
-        for block in self.blocks:
-            block.build(hidden_shape)
-        if self.final_norm is not None:
-            self.final_norm.build(hidden_shape)
-        self.built = True
+    @property
+    def num_blocks(self):
+        return self.config.decoder_layers if self.cross_attention else self.config.num_layers
 
-    def call(self, inputs, training=None):
+    def make_block(self, name):
+        return DecoderBlock(**block_arguments(self.config), cross_attention=self.cross_attention,
+                            name=name, dtype=self.dtype_policy)
+
+    def call(self, inputs, encoder_sequence=None, encoder_padding_mask=None, training=None):
         inputs = check_inputs(inputs, type(self).__name__, ("token_ids", "padding_mask"),
                               max_lengths={"token_ids": self.config.max_length},
                               vocab_sizes={"token_ids": self.config.vocab_size})
         x = self.embeddings(inputs["token_ids"], training=training)
         for block in self.blocks:
-            x = block(x, padding_mask=inputs["padding_mask"], training=training)
-        return x if self.final_norm is None else self.final_norm(x)
+            x = block(x, padding_mask=inputs["padding_mask"], encoder_sequence=encoder_sequence,
+                      encoder_padding_mask=encoder_padding_mask, training=training)
+        return self.finish(x)
 
     def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
+        return {**super().get_config(), "cross_attention": self.cross_attention}
 
 
 class LanguageModelHead(keras.layers.Layer):

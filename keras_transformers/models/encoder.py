@@ -4,15 +4,14 @@ import keras
 import tensorflow as tf
 
 from keras_transformers.layers import EncoderBlock, make_norm
-from keras_transformers.models.embedding_stack import (
-    EmbeddingStack,
+from keras_transformers.models.backbone import (
+    Backbone,
     as_config,
     block_arguments,
     kernel_initializer,
 )
 from keras_transformers.models.inputs import check_inputs
 from keras_transformers.models.task import (
-    ShapeFreeBuild,
     TaskModel,
     deserialize_backbone,
     serialize_backbone,
@@ -20,7 +19,7 @@ from keras_transformers.models.task import (
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
-class Encoder(ShapeFreeBuild, keras.Model):
+class Encoder(Backbone):
     """Bidirectional transformer encoder: embeddings, then ``num_layers`` EncoderBlocks.
 
     Inputs: a dict with ``token_ids`` ``(batch, seq)`` int, ``padding_mask`` ``(batch, seq)``
@@ -35,43 +34,20 @@ class Encoder(ShapeFreeBuild, keras.Model):
         TensorShape([1, 3, 32])
     """
 
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.config = as_config(config)
-        c = self.config
-        self.embeddings = EmbeddingStack(c, name="embeddings", dtype=self.dtype_policy)
-        self.blocks = [EncoderBlock(**block_arguments(c), name=f"block_{i}", dtype=self.dtype_policy)
-                       for i in range(c.num_layers)]
-        self.final_norm = make_norm(c.norm_type, c.norm_epsilon, "final_norm",
-                                    dtype=self.dtype_policy) if c.norm_first else None
-
-    @property
-    def input_keys(self):
-        return ("token_ids", "padding_mask")
-
-    def build(self, inputs_shape=None):
-        self.embeddings.build((None, None))
-        hidden_shape = (None, None, self.config.hidden_size)
-        for block in self.blocks:
-            block.build(hidden_shape)
-        if self.final_norm is not None:
-            self.final_norm.build(hidden_shape)
-        self.built = True
+    def make_block(self, name):
+        return EncoderBlock(**block_arguments(self.config), name=name, dtype=self.dtype_policy)
 
     def call(self, inputs, training=None):
-        optional = ("segment_ids",) if self.config.type_vocab_size else ()
-        inputs = check_inputs(inputs, type(self).__name__, self.input_keys, optional,
-                              max_lengths={"token_ids": self.config.max_length},
-                              vocab_sizes={"token_ids": self.config.vocab_size,
-                                           "segment_ids": self.config.type_vocab_size})
-        x = self.embeddings(inputs["token_ids"], segment_ids=inputs.get("segment_ids"),
-                            training=training)
+        c = self.config
+        inputs = check_inputs(inputs, type(self).__name__, ("token_ids", "padding_mask"),
+                              ("segment_ids",) if c.type_vocab_size else (),
+                              max_lengths={"token_ids": c.max_length},
+                              vocab_sizes={"token_ids": c.vocab_size, "segment_ids": c.type_vocab_size})
+        x = self.embeddings(inputs["token_ids"], segment_ids=inputs["segment_ids"] if c.type_vocab_size
+                            else None, training=training)
         for block in self.blocks:
             x = block(x, padding_mask=inputs["padding_mask"], training=training)
-        return x if self.final_norm is None else self.final_norm(x)
-
-    def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
+        return self.finish(x)
 
 
 def _resolve_backbone(backbone, backbone_class):

@@ -4,7 +4,7 @@ import difflib
 
 import tensorflow as tf
 
-from keras_transformers.ops.checks import with_graph_assertions
+from keras_transformers.ops.checks import check_ids_in_range, with_graph_assertions
 
 
 def _unknown_key_message(key, allowed):
@@ -52,16 +52,9 @@ def check_inputs(inputs, model_name, required, optional=(), max_lengths=None, vo
         raise ValueError(f"All inputs must have the same batch size, got "
                          f"{', '.join(f'{size} for `{key}`' for key, size in batch_sizes.items())}.")
     for key, limit in (vocab_sizes or {}).items():
-        tensor = tensors.get(key)
-        if tensor is None:
-            continue
-        if not tensor.dtype.is_integer:
-            raise ValueError(f"`{key}` must be an integer tensor, got dtype {tensor.dtype.name}.")
-        ids = tensor.numpy() if tf.executing_eagerly() else None
-        if ids is not None and ids.size and (ids.max() >= limit or ids.min() < 0):
-            bad = ids.max() if ids.max() >= limit else ids.min()
+        if tensors.get(key) is not None:
             limit_name = "type_vocab_size" if key == "segment_ids" else "vocab_size"
-            raise ValueError(f"`{key}` holds id {bad}, outside the vocabulary [0, {limit_name}={limit}).")
+            tensors[key] = check_ids_in_range(tensors[key], limit, key, limit_name)
     for key, limit in (max_lengths or {}).items():
         tensor = tensors[key]
         length = tensor.shape[1]

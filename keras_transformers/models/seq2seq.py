@@ -2,14 +2,9 @@
 
 import keras
 
-from keras_transformers.layers import DecoderBlock, EncoderBlock, make_norm
-from keras_transformers.models.decoder import LanguageModelHead
-from keras_transformers.models.embedding_stack import (
-    EmbeddingStack,
-    as_config,
-    block_arguments,
-    kernel_initializer,
-)
+from keras_transformers.models.backbone import as_config, kernel_initializer
+from keras_transformers.models.decoder import Decoder, LanguageModelHead
+from keras_transformers.models.encoder import Encoder
 from keras_transformers.models.inputs import check_inputs
 from keras_transformers.models.task import TaskModel, padding_weights
 
@@ -21,9 +16,10 @@ DECODER_KEYS = ("decoder_token_ids", "decoder_padding_mask")
 class Seq2Seq(TaskModel):
     """Encoder-decoder transformer (Vaswani et al., 2017) with a tied language-model head.
 
-    The encoder reads the source bidirectionally; each decoder block attends causally to the
-    target prefix, then to the encoder output (cross-attention). Source and target share
-    one token embedding (and the output projection, when ``tie_embeddings``).
+    An :class:`Encoder` reads the source bidirectionally; a :class:`Decoder` with
+    cross-attention attends causally to the target prefix, then to the encoder output.
+    Source and target share one token embedding (and the output projection, when
+    ``tie_embeddings``): one vocabulary, as in Vaswani et al. and BART.
 
     Inputs: a dict with ``encoder_token_ids``, ``encoder_padding_mask`` ``(batch, src_seq)`` and
     ``decoder_token_ids``, ``decoder_padding_mask`` ``(batch, tgt_seq)`` (the target shifted
@@ -40,33 +36,18 @@ class Seq2Seq(TaskModel):
         super().__init__(**kwargs)
         self.config = as_config(config)
         c = self.config
-        self.encoder_embeddings = EmbeddingStack(c, name="encoder_embeddings", dtype=self.dtype_policy)
-        token_embedding = self.encoder_embeddings.token_embedding
-        self.decoder_embeddings = EmbeddingStack(c, token_embedding=token_embedding,
-                                                 name="decoder_embeddings", dtype=self.dtype_policy)
-        self.encoder_blocks = [EncoderBlock(**block_arguments(c), name=f"encoder_block_{i}",
-                                            dtype=self.dtype_policy) for i in range(c.num_layers)]
-        self.decoder_blocks = [DecoderBlock(**block_arguments(c), cross_attention=True,
-                                            name=f"decoder_block_{i}", dtype=self.dtype_policy)
-                               for i in range(c.decoder_layers)]
-        norm = lambda name: make_norm(c.norm_type, c.norm_epsilon, name, dtype=self.dtype_policy)
-        self.encoder_norm = norm("encoder_final_norm") if c.norm_first else None
-        self.decoder_norm = norm("decoder_final_norm") if c.norm_first else None
+        self.encoder = Encoder(c, name="encoder", dtype=self.dtype_policy)
+        token_embedding = self.encoder.embeddings.token_embedding
+        self.decoder = Decoder(c, cross_attention=True, token_embedding=token_embedding,
+                               name="decoder", dtype=self.dtype_policy)
         self.lm_head = LanguageModelHead(token_embedding, c.tie_embeddings, kernel_initializer(c),
                                          name="lm_head", dtype=self.dtype_policy)
 
     def build(self, inputs_shape=None):
-        self.encoder_embeddings.build((None, None))
-        self.decoder_embeddings.build((None, None))
-        hidden_shape = (None, None, self.config.hidden_size)
-        for block in self.encoder_blocks:
-            block.build(hidden_shape)
-        for block in self.decoder_blocks:
-            block.build(hidden_shape, hidden_shape)
-        for norm in (self.encoder_norm, self.decoder_norm):
-            if norm is not None:
-                norm.build(hidden_shape)
-        self.lm_head.build(hidden_shape)
+        for backbone in (self.encoder, self.decoder):
+            if not backbone.built:
+                backbone.build(None)
+        self.lm_head.build((None, None, self.config.hidden_size))
         self.built = True
 
     def _check(self, inputs, keys):
@@ -79,20 +60,17 @@ class Seq2Seq(TaskModel):
     def encode(self, inputs, training=None):
         """``encoder_token_ids``, ``encoder_padding_mask`` → ``(batch, src_seq, hidden)``."""
         inputs = self._check(inputs, ENCODER_KEYS)
-        x = self.encoder_embeddings(inputs["encoder_token_ids"], training=training)
-        for block in self.encoder_blocks:
-            x = block(x, padding_mask=inputs["encoder_padding_mask"], training=training)
-        return x if self.encoder_norm is None else self.encoder_norm(x)
+        return self.encoder({"token_ids": inputs["encoder_token_ids"],
+                             "padding_mask": inputs["encoder_padding_mask"]}, training=training)
 
     def decode(self, inputs, encoder_sequence, encoder_padding_mask, training=None):
         """Decoder inputs + encoder output → ``(batch, tgt_seq, vocab)`` float32 logits."""
         inputs = self._check(inputs, DECODER_KEYS)
-        x = self.decoder_embeddings(inputs["decoder_token_ids"], training=training)
-        for block in self.decoder_blocks:
-            x = block(x, padding_mask=inputs["decoder_padding_mask"], encoder_sequence=encoder_sequence,
-                      encoder_padding_mask=encoder_padding_mask, training=training)
-        x = x if self.decoder_norm is None else self.decoder_norm(x)
-        return self.lm_head(x)
+        hidden = self.decoder({"token_ids": inputs["decoder_token_ids"],
+                               "padding_mask": inputs["decoder_padding_mask"]},
+                              encoder_sequence=encoder_sequence,
+                              encoder_padding_mask=encoder_padding_mask, training=training)
+        return self.lm_head(hidden)
 
     def call(self, inputs, training=None):
         inputs = self._check(inputs, ENCODER_KEYS + DECODER_KEYS)

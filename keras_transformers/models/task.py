@@ -3,11 +3,7 @@
 import keras
 import tensorflow as tf
 
-
-def default_loss():
-    """Cross-entropy on logits, averaged over the tokens (or examples) that count."""
-    return keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True, reduction="mean_with_sample_weight")
+from keras_transformers.models.losses import SparseCategoricalCrossentropy
 
 
 class ShapeFreeBuild:
@@ -27,7 +23,10 @@ class ShapeFreeBuild:
 class TaskModel(ShapeFreeBuild, keras.Model):
     """Base of the trainable models.
 
-    ``compile(loss="auto", metrics="auto")`` picks cross-entropy on logits and accuracy.
+    ``compile(loss="auto", metrics="auto", jit_compile="auto")`` picks cross-entropy on logits
+    averaged over what counts, accuracy, and XLA compilation of the train step — on CPU too,
+    where Keras' own "auto" turns XLA off: every layer here compiles, and XLA fuses the many
+    small element-wise ops of a transformer.
     Per-token models implement :meth:`token_weights`: their loss and *all* metrics are then
     weighted by it (padding and ignored labels weigh 0), so ``padding never counts`` holds for
     ``fit`` and ``evaluate`` without the user passing sample weights. To make that hold for
@@ -38,16 +37,20 @@ class TaskModel(ShapeFreeBuild, keras.Model):
         """``(batch, seq)`` float weights of per-token labels, or ``None`` for per-example models."""
         return None
 
-    def compile(self, optimizer="adam", loss="auto", metrics="auto", weighted_metrics=None, **kwargs):
+    def compile(self, optimizer="adam", loss="auto", metrics="auto", weighted_metrics=None,
+                run_eagerly=False, jit_compile="auto", **kwargs):
+        if jit_compile == "auto":
+            jit_compile = not run_eagerly
         if loss == "auto":
-            loss = default_loss()
+            loss = SparseCategoricalCrossentropy()
         if metrics == "auto":
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         if self.is_token_level:
             weighted_metrics = list(weighted_metrics or []) + list(metrics or [])
             metrics = None
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                        weighted_metrics=weighted_metrics, **kwargs)
+                        weighted_metrics=weighted_metrics, run_eagerly=run_eagerly,
+                        jit_compile=jit_compile, **kwargs)
 
     def compile_from_config(self, config):
         # Keras skips models with their own compile(); ours is safe to call with a saved config.

@@ -107,9 +107,9 @@ def test_norm_placement_follows_the_config(family, final_norm, embedding_norm):
 def test_seq2seq_shares_one_token_embedding_and_honours_num_decoder_layers():
     model = Seq2Seq(tiny_config("bert_like", num_layers=1, num_decoder_layers=3))
     model(seq2seq_inputs())
-    assert (len(model.encoder_blocks), len(model.decoder_blocks)) == (1, 3)
-    assert (model.decoder_embeddings.token_embedding.embeddings
-            is model.encoder_embeddings.token_embedding.embeddings)
+    assert (len(model.encoder.blocks), len(model.decoder.blocks)) == (1, 3)
+    assert (model.decoder.embeddings.token_embedding.embeddings
+            is model.encoder.embeddings.token_embedding.embeddings)
     embeddings = [w for w in model.weights if w.path.endswith("token_embedding/embeddings")]
     assert len(embeddings) == 1
 

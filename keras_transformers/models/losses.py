@@ -1,4 +1,4 @@
-"""Losses Keras lacks: sparse cross-entropy with label smoothing."""
+"""The task models' default loss: sparse cross-entropy with label smoothing, which Keras lacks."""
 
 import keras
 import tensorflow as tf

@@ -1,4 +1,4 @@
-"""The input side every backbone shares: token (+ segment) (+ position) embeddings."""
+"""What every backbone shares: the embedding stack, then blocks, then (pre-norm) a final norm."""
 
 import keras
 import tensorflow as tf
@@ -9,6 +9,7 @@ from keras_transformers.layers import (
     TokenEmbedding,
     make_norm,
 )
+from keras_transformers.models.task import ShapeFreeBuild
 
 
 def as_config(config):
@@ -100,3 +101,50 @@ def block_arguments(config):
         dropout=config.dropout, attention_dropout=config.attention_dropout, use_bias=config.use_bias,
         rotary_max_wavelength=config.rope_max_wavelength if config.position_encoding == "rotary" else None,
         kernel_initializer=kernel_initializer(config))
+
+
+class Backbone(ShapeFreeBuild, keras.Model):
+    """``EmbeddingStack`` → ``num_blocks`` blocks → final norm (pre-norm configs only).
+
+    Pre-norm blocks leave their residual stream unnormalized, so the stack ends with one more
+    norm (GPT-2's ``ln_f``, Llama's ``norm``); post-norm blocks end normalized already.
+    Subclasses say which block to stack (:meth:`make_block`) and how to call them.
+
+    Args:
+        config: a :class:`TransformerConfig` (or its dict).
+        token_embedding: share this :class:`TokenEmbedding` (a seq2seq decoder shares the
+            encoder's); such sharing is rebuilt by the model that owns both, not by this config.
+    """
+
+    def __init__(self, config, token_embedding=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = as_config(config)
+        c = self.config
+        self.embeddings = EmbeddingStack(c, token_embedding=token_embedding, name="embeddings",
+                                         dtype=self.dtype_policy)
+        self.blocks = [self.make_block(name=f"block_{i}") for i in range(self.num_blocks)]
+        self.final_norm = make_norm(c.norm_type, c.norm_epsilon, "final_norm",
+                                    dtype=self.dtype_policy) if c.norm_first else None
+
+    @property
+    def num_blocks(self):
+        return self.config.num_layers
+
+    def make_block(self, name):
+        raise NotImplementedError
+
+    def build(self, inputs_shape=None):
+        self.embeddings.build((None, None))
+        hidden_shape = (None, None, self.config.hidden_size)
+        for block in self.blocks:
+            block.build(hidden_shape)
+        if self.final_norm is not None:
+            self.final_norm.build(hidden_shape)
+        self.built = True
+
+    def finish(self, x):
+        """The final norm of pre-norm stacks; the identity for post-norm ones."""
+        return x if self.final_norm is None else self.final_norm(x)
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
