@@ -1,10 +1,12 @@
 """Training throughput of our CausalLM against a KerasHub decoder stack of the same shape.
 
-Both sides are trained the plain Keras way, in this process:
-``compile(optimizer=AdamW, jit_compile=True)`` then ``fit(dataset.repeat(), steps_per_epoch=...)``,
-warm-up steps first, then the timed steps in alternating rounds (ours, KerasHub, KerasHub, ours...)
-so that load from other processes falls on both sides alike. A callback times every step;
-tokens/s = batch·context / median step time over the timed steps.
+Both sides are trained the plain Keras way: ``compile(optimizer=AdamW, ...)`` then
+``fit(dataset.repeat(), steps_per_epoch=...)``, warm-up steps first, then the timed steps. Each
+run of a side is a fresh Python process (so the two never share caches, memory or compiled
+state), and the runs alternate (ours, KerasHub, KerasHub, ours, ...) so that load from other
+processes falls on both alike. A callback times every step; tokens/s = batch·context / median
+step time over all timed steps of a side. ``jit_compile`` is compared two ways: the same for
+both (``--jit true``), and each library's default (``--jit default``).
 The same run measures the machine's fp32 matmul rate, to express each model's FLOP/s as a
 share of it. One JSON object goes to stdout (and to ``--output``); progress goes to stderr.
 
@@ -17,6 +19,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -139,71 +142,95 @@ def xla_compiled_step(model):
         return None
 
 
-def fit_steps(model, dataset, steps, timer):
-    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
+def compile_arguments(jit_mode):
+    """``true``/``false``: the same ``jit_compile`` for both sides; ``default``: each library's own
+    default (ours compiles with XLA; Keras' "auto", which KerasHub models get, turns XLA off on CPU)."""
+    return {} if jit_mode == "default" else {"jit_compile": jit_mode == "true"}
 
 
-def run_shape(name, args, peak_gflops, rng):
+def shape_setup(name, args):
     spec = SHAPES[name]
     batch, context = args.batch or spec["batch"], spec["context"]
     config = TransformerConfig.from_preset("gpt2_small", dropout=0.0, attention_dropout=0.0, **spec["config"])
+    return config, batch, context
+
+
+def measure_side(name, side, jit_mode, args):
+    """In this (fresh) process: build one side, warm it up, time ``args.steps`` train steps."""
+    config, batch, context = shape_setup(name, args)
+    rng = np.random.default_rng(args.seed)
     windows, source = token_windows(config.vocab_size, 8 * batch, context, args.data, rng)
+    keras.utils.set_random_seed(args.seed)
+    if side == "ours":  # default loss: CE weighted by padding_mask
+        model, compile_args, with_weight = CausalLM(config), {}, False
+    else:  # give KerasHub the same per-token weights and weighted accuracy
+        model, with_weight = keras_hub_decoder(config, context), True
+        compile_args = dict(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    dataset, timer = make_dataset(windows, batch, with_weight), StepTimer()
+    model(next(iter(dataset))[0])  # create the weights
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-4), **compile_arguments(jit_mode),
+                  **compile_args)
+    # One fit call: warm-up steps (tracing, XLA compilation) first, then the timed ones.
+    model.fit(dataset, steps_per_epoch=args.warmup + args.steps, epochs=1, verbose=0, callbacks=[timer])
+    return {"data": source, "params": model.count_params(), "jit_compile_effective": bool(model.jit_compile),
+            "xla_compiled_train_step": xla_compiled_step(model), "first_step_s": timer.times[0],
+            "timed_step_s": timer.times[args.warmup:], "loss_first_last": [timer.losses[0], timer.losses[-1]]}
+
+
+def run_worker(name, side, jit_mode, args):
+    """Run :func:`measure_side` in a fresh Python process, so the two sides never share caches,
+    memory or compiled state, and return its result."""
+    command = [sys.executable, os.path.abspath(__file__), "--worker", side, "--shape", name, "--jit", jit_mode,
+               "--steps", str(args.steps), "--warmup", str(args.warmup), "--data", args.data,
+               "--seed", str(args.seed)] + (["--batch", str(args.batch)] if args.batch else [])
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode:
+        raise RuntimeError(f"worker {side} {name} failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout)
+
+
+def run_shape(name, args, peak_gflops, jit_mode):
+    config, batch, context = shape_setup(name, args)
     tokens = batch * context
-    result = {"batch": batch, "context": context, "tokens_per_step": tokens, "data": source,
-              "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "config": config.to_dict()}
-    peer_compile = dict(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    sides = {"ours": (lambda: CausalLM(config), False, {}),  # default loss: CE weighted by padding_mask
-             "keras_hub": (lambda: keras_hub_decoder(config, context), True, peer_compile)}
-
-    # Build, compile and warm up both sides (the first step traces and XLA-compiles).
-    runs = {}
-    for side, (build, with_weight, compile_args) in sides.items():
-        keras.utils.set_random_seed(args.seed)
-        model, dataset, timer = build(), make_dataset(windows, batch, with_weight), StepTimer()
-        model(next(iter(dataset))[0])  # create the weights
-        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-4), jit_compile=not args.no_jit,
-                      **compile_args)
-        log(f"{name}/{side}: {model.count_params():,} parameters, {args.warmup} warm-up steps")
-        fit_steps(model, dataset, args.warmup, timer)
-        runs[side] = (model, dataset, timer)
-
-    # Timed steps in alternating rounds (A B, B A, ...), so load drift on a shared machine hits both.
-    per_round = [args.steps // args.rounds + (r < args.steps % args.rounds) for r in range(args.rounds)]
-    for r, steps in enumerate(per_round):
+    result = {"jit_mode": jit_mode, "batch": batch, "context": context, "tokens_per_step": tokens,
+              "steps_per_run": args.steps, "warmup": args.warmup, "runs_per_side": args.rounds,
+              "config": config.to_dict()}
+    # Runs alternate A B, B A, ... so that load drift on a shared machine falls on both sides.
+    runs = {"ours": [], "keras_hub": []}
+    for r in range(args.rounds):
         for side in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
-            if steps:
-                log(f"{name}/{side}: round {r + 1}/{args.rounds}, {steps} timed steps")
-                fit_steps(*runs[side][:2], steps, runs[side][2])
+            log(f"{name}/{jit_mode}/{side}: run {r + 1}/{args.rounds} ({args.warmup} warm-up + {args.steps} timed steps)")
+            runs[side].append(run_worker(name, side, jit_mode, args))
 
-    for side, (model, _, timer) in runs.items():
-        timed = timer.times[args.warmup:]
+    for side, side_runs in runs.items():
+        timed = [t for run in side_runs for t in run["timed_step_s"]]
         median = statistics.median(timed)
-        params = model.count_params()
+        params = side_runs[0]["params"]
         non_embedding = params - (config.vocab_size + config.max_length) * config.hidden_size
         flop = 6 * non_embedding * tokens + 12 * config.num_layers * config.hidden_size * context * tokens
         gflops = flop / median / 1e9
+        result["data"] = side_runs[0]["data"]
         result[side] = {
             "params": params, "non_embedding_params": non_embedding,
-            "jit_compile_requested": not args.no_jit, "jit_compile_effective": bool(model.jit_compile),
-            "xla_compiled_train_step": xla_compiled_step(model),
-            "first_step_s": round(timer.times[0], 3), "median_step_s": round(median, 5),
-            "step_s_min_max": [round(min(timed), 5), round(max(timed), 5)],
-            "loss_first_last": [round(timer.losses[0], 4), round(timer.losses[-1], 4)],
+            "jit_compile_effective": side_runs[0]["jit_compile_effective"],
+            "xla_compiled_train_step": side_runs[0]["xla_compiled_train_step"],
+            "first_step_s": round(statistics.median(run["first_step_s"] for run in side_runs), 3),
+            "median_step_s": round(median, 5), "step_s_min_max": [round(min(timed), 5), round(max(timed), 5)],
+            "run_medians_s": [round(statistics.median(run["timed_step_s"]), 5) for run in side_runs],
+            "loss_first_last": [round(v, 4) for v in side_runs[0]["loss_first_last"]],
             "tokens_per_s": round(tokens / median, 1),
             "train_gflop_per_step": round(flop / 1e9, 3),
             "lm_head_gflop_per_step": round(6 * config.vocab_size * config.hidden_size * tokens / 1e9, 3),
             "train_gflops": round(gflops, 2), "share_of_matmul_peak": round(gflops / peak_gflops, 3)}
-        log(f"{name}/{side}: {result[side]['tokens_per_s']:.0f} tokens/s, median step "
-            f"{median * 1e3:.1f} ms, first step {timer.times[0]:.1f} s")
+        log(f"{name}/{jit_mode}/{side}: {result[side]['tokens_per_s']:.0f} tokens/s, median step "
+            f"{median * 1e3:.1f} ms")
     ours, peer = result["ours"], result["keras_hub"]
     result["params_ratio_ours_over_keras_hub"] = round(ours["params"] / peer["params"], 4)
     result["speedup_ours_over_keras_hub"] = round(ours["tokens_per_s"] / peer["tokens_per_s"], 3)
-    if name == "small":
+    if name == "small" and jit_mode != "false":
         result["target_speedup"] = 1.3
         result["meets_target"] = result["speedup_ours_over_keras_hub"] >= 1.3
-    del runs
-    keras.backend.clear_session()
     return result
 
 
@@ -213,15 +240,21 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 50 small, 5 gpt2_small)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed steps first (default: 10 small, 2 gpt2_small)")
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="split the timed steps into this many alternating ours/KerasHub rounds")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs per side, each in a fresh process, alternating ours/KerasHub")
+    parser.add_argument("--worker", choices=["ours", "keras_hub"], help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=None, help="override the shape's batch size")
     parser.add_argument("--data", choices=["auto", "random"], default="auto",
                         help="auto: tiny Shakespeare characters where the vocabulary is 65 and the file exists")
-    parser.add_argument("--no-jit", action="store_true", help="compile with jit_compile=False on both sides")
+    parser.add_argument("--jit", choices=["true", "false", "default"], action="append",
+                        help="jit_compile for both sides, or each library's default; repeatable "
+                             "(default: true and default for small, true for gpt2_small)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args(argv)
+    if args.worker:  # one side, one shape, one jit mode; JSON of raw step times to stdout
+        print(json.dumps(measure_side(args.shape, args.worker, args.jit[0], args)))
+        return
 
     log("measuring the fp32 matmul rate")
     matmul = {"1024x1024@1024x1024": round(matmul_gflops(1024, 1024, 1024, 30), 1),
@@ -243,13 +276,13 @@ def main(argv=None):
         "tokens_per_s": "batch * context / median step time over the timed steps (warm-up excluded)",
         "shapes": {},
     }
-    rng = np.random.default_rng(args.seed)
     for name in (SHAPES if args.shape == "all" else [args.shape]):
         defaults = (50, 10) if name == "small" else (5, 2)
         warmup = defaults[1] if args.warmup is None else args.warmup
         shape_args = argparse.Namespace(**{**vars(args), "steps": args.steps or defaults[0],
                                            "warmup": max(1, warmup), "rounds": max(1, args.rounds)})
-        report["shapes"][name] = run_shape(name, shape_args, peak, rng)
+        modes = args.jit or (["true", "default"] if name == "small" else ["true"])
+        report["shapes"][name] = {mode: run_shape(name, shape_args, peak, mode) for mode in modes}
 
     text = json.dumps(report, indent=2)
     print(text)

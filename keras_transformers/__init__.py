@@ -1,6 +1,12 @@
 """keras_transformers: encoder, decoder and encoder-decoder transformers for Keras 3 on TensorFlow."""
 
-from keras_transformers._backend import ensure_tensorflow_backend
+import os
+
+# TensorFlow's C++ INFO lines ("XLA service ... initialized", "oneDNN custom operations are on")
+# are noise to users; warnings and errors still show. Set TF_CPP_MIN_LOG_LEVEL=0 to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from keras_transformers._backend import ensure_tensorflow_backend  # noqa: E402
 
 ensure_tensorflow_backend()
 

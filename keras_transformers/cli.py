@@ -1,7 +1,6 @@
 """The ``keras-transformers`` command."""
 
 import argparse
-import os
 import sys
 
 
@@ -19,7 +18,7 @@ def build_parser():
     quickstart = commands.add_parser(
         "quickstart", help="train a small character-level GPT on tiny Shakespeare (~2 min on 2 cores) "
                            "and print a sample")
-    quickstart.add_argument("--steps", type=_positive, default=1500, help="training steps (default 1500)")
+    quickstart.add_argument("--steps", type=_positive, default=2000, help="training steps (default 2000)")
     quickstart.add_argument("--steps-per-epoch", type=_positive, default=250,
                             help="steps between validation reports (default 250)")
     quickstart.add_argument("--sample-length", type=_positive, default=500,
@@ -44,7 +43,6 @@ def main(argv=None):
     if args.save and not args.save.endswith(".keras"):
         print(f"--save must name a .keras file, got {args.save!r}", file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
     from keras_transformers import quickstart
 
     quickstart.run(steps=args.steps, steps_per_epoch=min(args.steps_per_epoch, args.steps),

@@ -58,7 +58,7 @@ def quickstart_config(vocab_size, context=64):
         intermediate_size=512, max_length=context, dropout=0.0, attention_dropout=0.0)
 
 
-def run(steps=1500, steps_per_epoch=250, batch_size=12, context=64, learning_rate=1e-3,
+def run(steps=2000, steps_per_epoch=250, batch_size=12, context=64, learning_rate=1e-3,
         sample_length=500, temperature=0.8, save_path=None, seed=0, jit_compile=True):
     """Train, report the validation loss, print a sample. Returns the final validation loss."""
     keras.utils.set_random_seed(seed)
@@ -84,7 +84,7 @@ def run(steps=1500, steps_per_epoch=250, batch_size=12, context=64, learning_rat
           f"of {steps_per_epoch} steps, batch {batch_size}.")
     started = time.perf_counter()
     history = model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                        validation_data=validation, validation_steps=20, verbose=1)
+                        validation_data=validation, validation_steps=20, shuffle=False, verbose=1)
     minutes = (time.perf_counter() - started) / 60
     validation_loss = history.history["val_loss"][-1]
     print(f"\nTrained in {minutes:.1f} min: train loss {history.history['loss'][-1]:.3f}, "
