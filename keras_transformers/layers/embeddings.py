@@ -7,11 +7,17 @@ import tensorflow as tf
 from keras_transformers.ops.checks import check_ids_in_range
 
 
-def _positions(inputs, positions):
-    """``(1, seq)`` positions 0..seq-1 when none are given, else the given ``(batch, seq)``."""
+def _angles(sequence, positions, dim, max_wavelength):
+    """``pos · max_wavelength^(-2i/dim)`` for ``i < dim/2``: ``(1 or batch, seq, dim/2)`` float32.
+
+    ``positions`` ``(batch, seq)``, or ``None`` for ``0..seq-1`` with ``seq`` read off axis 1 of
+    ``sequence``. The angles of both the sinusoidal encoding and the rotary embedding.
+    """
     if positions is None:
-        return tf.range(tf.shape(inputs)[1])[None, :]
-    return tf.convert_to_tensor(positions)
+        positions = tf.range(tf.shape(sequence)[1])[None, :]
+    two_i = np.arange(0, dim, 2, dtype=np.float32)
+    inverse_frequency = tf.constant(max_wavelength ** (-two_i / dim))
+    return tf.cast(positions, tf.float32)[..., None] * inverse_frequency
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -110,6 +116,8 @@ class PositionEmbedding(keras.layers.Layer):
         table = tf.cast(self.position_embeddings, self.compute_dtype)
         if positions is None:
             return table[None, : tf.shape(inputs)[1]]
+        positions = check_ids_in_range(tf.convert_to_tensor(positions), self.max_length, "positions",
+                                       "max_length", range_name="the position table")
         return tf.gather(table, positions)
 
     def get_config(self):
@@ -144,10 +152,7 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
 
     def call(self, inputs, positions=None):
         hidden_size = inputs.shape[-1]
-        positions = tf.cast(_positions(inputs, positions), tf.float32)
-        two_i = np.arange(0, hidden_size, 2, dtype=np.float32)
-        inverse_frequency = tf.constant(self.max_wavelength ** (-two_i / hidden_size))
-        angles = positions[..., None] * inverse_frequency              # (b, seq, d/2)
+        angles = _angles(inputs, positions, hidden_size, self.max_wavelength)  # (b, seq, d/2)
         encoding = tf.stack([tf.sin(angles), tf.cos(angles)], axis=-1)  # interleave 2i, 2i+1
         encoding = tf.reshape(encoding, tf.concat([tf.shape(angles)[:-1], [hidden_size]], 0))
         return tf.cast(encoding, self.compute_dtype)
@@ -185,11 +190,7 @@ class RotaryEmbedding(keras.layers.Layer):
         self.built = True
 
     def call(self, x, positions=None):
-        head_dim = x.shape[-1]
-        positions = tf.cast(_positions(x[:, 0], positions), tf.float32)
-        two_i = np.arange(0, head_dim, 2, dtype=np.float32)
-        inverse_frequency = tf.constant(self.max_wavelength ** (-two_i / head_dim))
-        angles = positions[..., None] * inverse_frequency               # (b, seq, d/2)
+        angles = _angles(x[:, 0], positions, x.shape[-1], self.max_wavelength)  # (b, seq, d/2)
         angles = tf.concat([angles, angles], axis=-1)[:, None]            # (b, 1, seq, d)
         x32 = tf.cast(x, tf.float32)
         first, second = tf.split(x32, 2, axis=-1)

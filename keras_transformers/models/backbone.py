@@ -9,12 +9,11 @@ from keras_transformers.layers import (
     TokenEmbedding,
     make_norm,
 )
+from keras_transformers.models.config import TransformerConfig
 from keras_transformers.models.task import ShapeFreeBuild
 
 
 def as_config(config):
-    from keras_transformers.models.config import TransformerConfig
-
     if isinstance(config, TransformerConfig):
         return config
     if isinstance(config, dict):
@@ -148,3 +147,10 @@ class Backbone(ShapeFreeBuild, keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict()}
+
+
+def resolve_backbone(backbone, backbone_class):
+    """A task model's backbone: the given model, or a ``backbone_class`` built from a config."""
+    if isinstance(backbone, keras.Model):
+        return backbone
+    return backbone_class(as_config(backbone))

@@ -4,15 +4,14 @@ import keras
 import tensorflow as tf
 
 from keras_transformers.layers import DecoderBlock
-from keras_transformers.models.backbone import Backbone, block_arguments, kernel_initializer
-from keras_transformers.models.encoder import _resolve_backbone
-from keras_transformers.models.inputs import check_inputs
-from keras_transformers.models.task import (
-    TaskModel,
-    deserialize_backbone,
-    padding_weights,
-    serialize_backbone,
+from keras_transformers.models.backbone import (
+    Backbone,
+    block_arguments,
+    kernel_initializer,
+    resolve_backbone,
 )
+from keras_transformers.models.inputs import check_inputs
+from keras_transformers.models.task import TaskModel, padding_weights
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -111,7 +110,7 @@ class CausalLM(TaskModel):
 
     def __init__(self, backbone, **kwargs):
         super().__init__(**kwargs)
-        self.backbone = _resolve_backbone(backbone, Decoder)
+        self.backbone = resolve_backbone(backbone, Decoder)
         c = self.backbone.config
         self.lm_head = LanguageModelHead(self.backbone.embeddings.token_embedding, c.tie_embeddings,
                                          kernel_initializer(c), name="lm_head", dtype=self.dtype_policy)
@@ -133,10 +132,5 @@ class CausalLM(TaskModel):
         return padding_weights(x["padding_mask"])
 
     def get_config(self):
-        return {**super().get_config(), "backbone": serialize_backbone(self.backbone)}
+        return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = deserialize_backbone(config["backbone"])
-        return cls(**config)

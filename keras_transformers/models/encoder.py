@@ -6,16 +6,12 @@ import tensorflow as tf
 from keras_transformers.layers import EncoderBlock, make_norm
 from keras_transformers.models.backbone import (
     Backbone,
-    as_config,
     block_arguments,
     kernel_initializer,
+    resolve_backbone,
 )
 from keras_transformers.models.inputs import check_inputs
-from keras_transformers.models.task import (
-    TaskModel,
-    deserialize_backbone,
-    serialize_backbone,
-)
+from keras_transformers.models.task import TaskModel
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -50,16 +46,10 @@ class Encoder(Backbone):
         return self.finish(x)
 
 
-def _resolve_backbone(backbone, backbone_class):
-    if isinstance(backbone, keras.Model):
-        return backbone
-    return backbone_class(as_config(backbone))
-
-
 class _EncoderTask(TaskModel):
     def __init__(self, backbone, num_classes, dropout=0.1, **kwargs):
         super().__init__(**kwargs)
-        self.backbone = _resolve_backbone(backbone, Encoder)
+        self.backbone = resolve_backbone(backbone, Encoder)
         self.num_classes = int(num_classes)
         if self.num_classes < 1:
             raise ValueError(f"`num_classes` must be >= 1, got {num_classes}.")
@@ -76,14 +66,9 @@ class _EncoderTask(TaskModel):
         self.built = True
 
     def get_config(self):
-        return {**super().get_config(), "backbone": serialize_backbone(self.backbone),
+        return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "num_classes": self.num_classes, "dropout": self.dropout}
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = deserialize_backbone(config["backbone"])
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -166,7 +151,7 @@ class MaskedLM(TaskModel):
 
     def __init__(self, backbone, **kwargs):
         super().__init__(**kwargs)
-        self.backbone = _resolve_backbone(backbone, Encoder)
+        self.backbone = resolve_backbone(backbone, Encoder)
         c = self.backbone.config
         self.transform = keras.layers.Dense(c.hidden_size, activation="gelu",
                                             kernel_initializer=kernel_initializer(c),
@@ -194,10 +179,5 @@ class MaskedLM(TaskModel):
         return tf.cast(real, tf.float32)
 
     def get_config(self):
-        return {**super().get_config(), "backbone": serialize_backbone(self.backbone)}
+        return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = deserialize_backbone(config["backbone"])
-        return cls(**config)

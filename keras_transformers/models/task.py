@@ -52,6 +52,13 @@ class TaskModel(ShapeFreeBuild, keras.Model):
                         weighted_metrics=weighted_metrics, run_eagerly=run_eagerly,
                         jit_compile=jit_compile, **kwargs)
 
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("backbone"), dict):  # task models that wrap a backbone model
+            config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
     def compile_from_config(self, config):
         # Keras skips models with their own compile(); ours is safe to call with a saved config.
         self.compile(**keras.saving.deserialize_keras_object(config))
@@ -87,11 +94,3 @@ class TaskModel(ShapeFreeBuild, keras.Model):
 
 def padding_weights(padding_mask):
     return tf.cast(padding_mask, tf.float32)
-
-
-def serialize_backbone(backbone):
-    return keras.saving.serialize_keras_object(backbone)
-
-
-def deserialize_backbone(config):
-    return keras.saving.deserialize_keras_object(config)

@@ -27,7 +27,7 @@ def with_graph_assertions(tensor, make_assertions):
         return tf.identity(tensor)
 
 
-def check_ids_in_range(ids, limit, name, limit_name="vocab_size"):
+def check_ids_in_range(ids, limit, name, limit_name="vocab_size", range_name="the vocabulary"):
     """Refuse integer ids outside ``[0, limit)`` before a gather looks them up.
 
     On GPU an out-of-range gather silently returns zeros, so the check must come first.
@@ -43,9 +43,9 @@ def check_ids_in_range(ids, limit, name, limit_name="vocab_size"):
         values = ids.numpy()
         if values.size and (values.max() >= limit or values.min() < 0):
             bad = values.max() if values.max() >= limit else values.min()
-            raise ValueError(f"`{name}` holds id {bad}, outside the vocabulary [0, {limit_name}={limit}).")
+            raise ValueError(f"`{name}` holds id {bad}, outside {range_name} [0, {limit_name}={limit}).")
         return ids
-    message = f"`{name}` holds an id outside the vocabulary [0, {limit_name}={limit})."
+    message = f"`{name}` holds an id outside {range_name} [0, {limit_name}={limit})."
     return with_graph_assertions(ids, lambda: [
         tf.debugging.assert_less(ids, tf.cast(limit, ids.dtype), message=message),
         tf.debugging.assert_non_negative(ids, message=message),

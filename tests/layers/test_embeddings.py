@@ -85,6 +85,11 @@ def test_position_embedding_rejects_sequences_longer_than_max_length():
         PositionEmbedding(max_length=6)(np.zeros((1, 7, 3), np.float32))
 
 
+def test_position_embedding_rejects_explicit_positions_past_the_table():
+    with pytest.raises(ValueError, match=r"`positions` holds id 6, outside the position table \[0, max_length=6\)"):
+        PositionEmbedding(max_length=6)(np.zeros((1, 2, 3), np.float32), positions=np.array([[5, 6]]))
+
+
 # --- SinusoidalPositionEncoding ---------------------------------------------------------------
 
 def test_sinusoidal_encoding_equals_the_paper_formula():
