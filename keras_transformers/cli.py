@@ -45,10 +45,11 @@ def main(argv=None):
         return 2
     from keras_transformers import quickstart
 
-    quickstart.run(steps=args.steps, steps_per_epoch=min(args.steps_per_epoch, args.steps),
-                   sample_length=args.sample_length, temperature=args.temperature,
-                   save_path=args.save, seed=args.seed, jit_compile=not args.no_xla)
-    return 0
+    validation_loss = quickstart.run(
+        steps=args.steps, steps_per_epoch=min(args.steps_per_epoch, args.steps),
+        sample_length=args.sample_length, temperature=args.temperature, save_path=args.save,
+        seed=args.seed, jit_compile=not args.no_xla)
+    return 130 if validation_loss is None else 0  # 130: the shell's code for Ctrl-C
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The `keras-transformers` command: the quickstart runs end to end, in a tiny setting."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -25,12 +27,32 @@ def test_quickstart_trains_saves_and_samples(tmp_path):
         capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Epoch 2/2" in result.stdout
-    assert "validation loss" in result.stdout
+    assert "(12 steps): validation loss" in result.stdout
     sample = result.stdout.split("--- sample ---")[1].split("--------------")[0]
     assert sample.startswith("\n") and sample.endswith("\n")  # the "\n" prompt ... the closing line
     assert len(sample) == 1 + 40 + 1
     model = keras.saving.load_model(saved)
     assert model.config.vocab_size == 65
+
+
+def test_ctrl_c_keeps_the_model_trained_so_far(tmp_path):
+    saved = tmp_path / "interrupted.keras"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_transformers.cli", "quickstart", "--steps", "100000",
+         "--steps-per-epoch", "5", "--sample-length", "10", "--save", str(saved)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"})
+    output = ""
+    for line in process.stdout:  # wait until a first epoch has trained, then press Ctrl-C
+        output += line
+        if line.startswith("Epoch 2/"):
+            time.sleep(0.5)
+            process.send_signal(signal.SIGINT)
+            break
+    output += process.stdout.read()
+    assert process.wait(timeout=120) == 0, output[-3000:]
+    assert "Interrupted after" in output and "validation loss" in output and "--- sample ---" in output
+    assert keras.saving.load_model(saved).optimizer.iterations > 0
 
 
 def test_bad_arguments_exit_with_a_message(capsys):
