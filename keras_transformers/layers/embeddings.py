@@ -34,7 +34,8 @@ class TokenEmbedding(keras.layers.Layer):
         scale: multiply looked-up vectors by this (``√hidden_size`` in Vaswani et al.).
 
     Shapes:
-        ``call``: ``(batch, seq)`` int → ``(batch, seq, hidden_size)``.
+        ``call(token_ids, check_ids=True)``: ``(batch, seq)`` int → ``(batch, seq, hidden_size)``;
+        ids outside ``[0, vocab_size)`` raise ``ValueError`` (eagerly) before the lookup.
         ``project``: ``(batch, seq, hidden_size)`` → ``(batch, seq, vocab_size)``.
 
     Example:
@@ -57,8 +58,10 @@ class TokenEmbedding(keras.layers.Layer):
             initializer=self.embeddings_initializer)
         self.built = True
 
-    def call(self, token_ids):
-        token_ids = check_ids_in_range(tf.convert_to_tensor(token_ids), self.vocab_size, "token_ids")
+    def call(self, token_ids, check_ids=True):
+        token_ids = tf.convert_to_tensor(token_ids)
+        if check_ids:  # callers that already checked, naming their own input, pass False
+            token_ids = check_ids_in_range(token_ids, self.vocab_size, "token_ids")
         vectors = tf.gather(tf.cast(self.embeddings, self.compute_dtype), token_ids)
         return vectors * self.scale if self.scale != 1.0 else vectors
 

@@ -76,13 +76,14 @@ class EmbeddingStack(keras.layers.Layer):
         self.built = True
 
     def call(self, token_ids, segment_ids=None, positions=None, training=None):
-        x = self.token_embedding(token_ids)
+        # The backbones check ids against the vocabularies, naming their input keys, before this.
+        x = self.token_embedding(token_ids, check_ids=False)
         if self.position_embedding is not None:
             x = x + self.position_embedding(x, positions=positions)
         if self.segment_embedding is not None:
             if segment_ids is None:
                 segment_ids = tf.zeros_like(token_ids)
-            x = x + self.segment_embedding(segment_ids)
+            x = x + self.segment_embedding(segment_ids, check_ids=False)
         if self.norm is not None:
             x = self.norm(x)
         return self.dropout(x, training=training)
