@@ -11,7 +11,7 @@ from keras_transformers.models.backbone import (
     resolve_backbone,
 )
 from keras_transformers.models.inputs import check_inputs
-from keras_transformers.models.task import TaskModel, padding_weights
+from keras_transformers.models.task import TaskModel
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -108,6 +108,8 @@ class CausalLM(TaskModel):
         >>> # lm.fit(dataset of ({"token_ids", "padding_mask"}, next_token_ids))
     """
 
+    labels_padding_mask = "padding_mask"
+
     def __init__(self, backbone, **kwargs):
         super().__init__(**kwargs)
         self.backbone = resolve_backbone(backbone, Decoder)
@@ -128,9 +130,5 @@ class CausalLM(TaskModel):
     def call(self, inputs, training=None):
         return self.lm_head(self.backbone(inputs, training=training))
 
-    def token_weights(self, x, y):
-        return padding_weights(x["padding_mask"])
-
     def get_config(self):
         return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}
-

@@ -70,7 +70,6 @@ class _EncoderTask(TaskModel):
                 "num_classes": self.num_classes, "dropout": self.dropout}
 
 
-
 @keras.saving.register_keras_serializable(package="keras_transformers")
 class EncoderClassifier(_EncoderTask):
     """Sequence classification: pool the encoder output, then a linear layer.
@@ -126,13 +125,11 @@ class EncoderTokenClassifier(_EncoderTask):
         >>> tagger = EncoderTokenClassifier(TransformerConfig.from_preset("tiny"), num_classes=9)
     """
 
+    labels_padding_mask = "padding_mask"
+
     def call(self, inputs, training=None):
         sequence = self.backbone(inputs, training=training)
         return tf.cast(self.classifier(self.dropout_layer(sequence, training=training)), tf.float32)
-
-    def token_weights(self, x, y):
-        real = tf.logical_and(tf.cast(x["padding_mask"], tf.bool), y >= 0)
-        return tf.cast(real, tf.float32)
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -148,6 +145,8 @@ class MaskedLM(TaskModel):
     Example:
         >>> mlm = MaskedLM(TransformerConfig.from_preset("tiny"))
     """
+
+    labels_padding_mask = "padding_mask"
 
     def __init__(self, backbone, **kwargs):
         super().__init__(**kwargs)
@@ -174,10 +173,5 @@ class MaskedLM(TaskModel):
         logits = self.backbone.embeddings.token_embedding.project(hidden)
         return tf.cast(logits, tf.float32) + self.output_bias
 
-    def token_weights(self, x, y):
-        real = tf.logical_and(tf.cast(x["padding_mask"], tf.bool), y >= 0)
-        return tf.cast(real, tf.float32)
-
     def get_config(self):
         return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}
-

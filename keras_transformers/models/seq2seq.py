@@ -6,7 +6,7 @@ from keras_transformers.models.backbone import as_config, kernel_initializer
 from keras_transformers.models.decoder import Decoder, LanguageModelHead
 from keras_transformers.models.encoder import Encoder
 from keras_transformers.models.inputs import check_inputs
-from keras_transformers.models.task import TaskModel, padding_weights
+from keras_transformers.models.task import TaskModel
 
 ENCODER_KEYS = ("encoder_token_ids", "encoder_padding_mask")
 DECODER_KEYS = ("decoder_token_ids", "decoder_padding_mask")
@@ -31,6 +31,8 @@ class Seq2Seq(TaskModel):
         >>> model = Seq2Seq(TransformerConfig.from_preset("tiny"))
         >>> model.compile(optimizer="adam")
     """
+
+    labels_padding_mask = "decoder_padding_mask"
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
@@ -77,9 +79,6 @@ class Seq2Seq(TaskModel):
         encoder_sequence = self.encode({key: inputs[key] for key in ENCODER_KEYS}, training=training)
         return self.decode({key: inputs[key] for key in DECODER_KEYS}, encoder_sequence,
                            inputs["encoder_padding_mask"], training=training)
-
-    def token_weights(self, x, y):
-        return padding_weights(x["decoder_padding_mask"])
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict()}

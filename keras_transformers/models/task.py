@@ -27,15 +27,22 @@ class TaskModel(ShapeFreeBuild, keras.Model):
     averaged over what counts, accuracy, and XLA compilation of the train step — on CPU too,
     where Keras' own "auto" turns XLA off: every layer here compiles, and XLA fuses the many
     small element-wise ops of a transformer.
-    Per-token models implement :meth:`token_weights`: their loss and *all* metrics are then
-    weighted by it (padding and ignored labels weigh 0), so ``padding never counts`` holds for
-    ``fit`` and ``evaluate`` without the user passing sample weights. To make that hold for
-    metrics, such models move the ``metrics`` given to ``compile`` into ``weighted_metrics``.
+    Per-token models name the input mask their labels align with (``labels_padding_mask``):
+    their loss and *all* metrics are then weighted by :meth:`token_weights` (padding and
+    negative labels, e.g. -100, weigh 0), so ``padding never counts`` holds for ``fit`` and
+    ``evaluate`` without the user passing sample weights. To make that hold for metrics, such
+    models move the ``metrics`` given to ``compile`` into ``weighted_metrics``.
     """
 
+    labels_padding_mask = None  # per-example models; per-token ones name an input key
+
     def token_weights(self, x, y):
-        """``(batch, seq)`` float weights of per-token labels, or ``None`` for per-example models."""
-        return None
+        """``(batch, seq)`` float weights of per-token labels, or ``None`` for per-example models:
+        1 where the label's position is real and the label is not negative."""
+        if self.labels_padding_mask is None:
+            return None
+        counted = tf.logical_and(tf.cast(x[self.labels_padding_mask], tf.bool), y >= 0)
+        return tf.cast(counted, tf.float32)
 
     def compile(self, optimizer="adam", loss="auto", metrics="auto", weighted_metrics=None,
                 run_eagerly=False, jit_compile="auto", **kwargs):
@@ -67,7 +74,7 @@ class TaskModel(ShapeFreeBuild, keras.Model):
 
     @property
     def is_token_level(self):
-        return type(self).token_weights is not TaskModel.token_weights
+        return self.labels_padding_mask is not None
 
     def _weigh(self, x, y, sample_weight):
         weights = self.token_weights(x, y)
@@ -90,7 +97,3 @@ class TaskModel(ShapeFreeBuild, keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         y, sample_weight = self._weigh(x, y, sample_weight)
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-
-
-def padding_weights(padding_mask):
-    return tf.cast(padding_mask, tf.float32)

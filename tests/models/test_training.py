@@ -162,17 +162,23 @@ def padded(inputs, mask_key):
     return inputs
 
 
-@pytest.mark.parametrize("name,jit_compile", [(name, False) for name in sorted(TOKEN_LEVEL)]
-                         + [("CausalLM", True)])
-@pytest.mark.parametrize("garbage", ["prediction", "out_of_vocabulary"])
-def test_evaluate_counts_real_tokens_only(name, jit_compile, garbage):
+def padded_case(name, garbage):
+    """A token-level model, padded inputs, its logits, the real positions, labels about half
+    right, and those labels with ``garbage`` at the padded positions."""
     build, mask_key, make_inputs = TOKEN_LEVEL[name]
     model = build()
     x = padded(make_inputs(), mask_key)
     logits = model(x).numpy()
     real = x[mask_key] == 1
     labels = labels_with_accuracy_about_half(logits, np.random.default_rng(0))
-    y = garbage_at(labels, logits, ~real, garbage)
+    return model, x, logits, real, labels, garbage_at(labels, logits, ~real, garbage)
+
+
+@pytest.mark.parametrize("name,jit_compile", [(name, False) for name in sorted(TOKEN_LEVEL)]
+                         + [("CausalLM", True)])
+@pytest.mark.parametrize("garbage", ["prediction", "out_of_vocabulary"])
+def test_evaluate_counts_real_tokens_only(name, jit_compile, garbage):
+    model, x, logits, real, labels, y = padded_case(name, garbage)
     model.compile(jit_compile=jit_compile)  # loss and metrics "auto"
     results = model.evaluate(x, y, batch_size=len(y), verbose=0, return_dict=True)
     loss, accuracy = weighted_loss_and_accuracy(logits, labels, real)
@@ -182,13 +188,7 @@ def test_evaluate_counts_real_tokens_only(name, jit_compile, garbage):
 
 @pytest.mark.parametrize("name", sorted(TOKEN_LEVEL))
 def test_explicit_metrics_are_still_weighted_by_padding(name):
-    build, mask_key, make_inputs = TOKEN_LEVEL[name]
-    model = build()
-    x = padded(make_inputs(), mask_key)
-    logits = model(x).numpy()
-    real = x[mask_key] == 1
-    labels = labels_with_accuracy_about_half(logits, np.random.default_rng(0))
-    y = garbage_at(labels, logits, ~real, "prediction")
+    model, x, logits, real, labels, y = padded_case(name, "prediction")
     model.compile(optimizer="adam", metrics=[keras.metrics.SparseCategoricalAccuracy()], jit_compile=False)
     results = model.evaluate(x, y, batch_size=len(y), verbose=0, return_dict=True)
     _, accuracy = weighted_loss_and_accuracy(logits, labels, real)
