@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_transformers.layers.embeddings import RotaryEmbedding
-from keras_transformers.ops import scaled_dot_product_attention
+from keras_transformers.ops import cache_causal_mask, scaled_dot_product_attention, update_cache
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -34,10 +34,18 @@ class MultiHeadAttention(keras.layers.Layer):
         attention_mask: bool, broadcastable to ``(batch, heads, q_len, k_len)``; True = may attend.
         causal: forbid attending to later positions.
         positions: ``(batch, q_len)`` positions for the rotary embedding; ``0..q_len-1`` if None.
+        cache: ``(keys, values)``, each ``(batch, kv_heads, cache_length, head_dim)``. With
+            ``cache_index`` it is a decoding cache: this call's keys/values are written at
+            ``cache_index`` and the queries attend to the whole cache (``causal`` then means
+            "slots up to the query's own"). Without ``cache_index`` it holds keys/values
+            computed beforehand by :meth:`key_values` (a seq2seq decoder's cross-attention).
+        cache_index: ``(batch, q_len)`` int cache slots of the queries, which are also their
+            positions (for the rotary embedding, pass the same tensor as ``positions``).
         return_attention_weights: also return the ``(batch, heads, q_len, k_len)`` weights.
 
     Returns:
-        ``(batch, q_len, hidden)`` (the query's width), and the weights on request.
+        ``(batch, q_len, hidden)`` (the query's width); then the weights on request; then,
+        when ``cache`` is given, the ``(keys, values)`` cache after this call.
 
     Example:
         >>> attention = MultiHeadAttention(num_heads=4, head_dim=8, num_key_value_heads=2)
@@ -95,15 +103,35 @@ class MultiHeadAttention(keras.layers.Layer):
         projected = tf.einsum("bsh,hnd->bnsd", x, kernel)
         return projected if bias is None else projected + bias[:, None, :]
 
-    def call(self, query, key_value=None, attention_mask=None, causal=False, positions=None,
-             return_attention_weights=False, training=None):
-        q = self._project(query, self.query_kernel, self.query_bias)
-        source = query if key_value is None else key_value
+    def key_values(self, source, positions=None):
+        """Keys and values of ``source`` ``(batch, k_len, kv_hidden)``, each
+        ``(batch, kv_heads, k_len, head_dim)`` (keys rotated when rotary). A seq2seq decoder
+        computes its cross-attention keys/values once with this and passes them as ``cache``."""
         k = self._project(source, self.key_kernel, self.key_bias)
         v = self._project(source, self.value_kernel, self.value_bias)
         if self.rotary is not None:
+            k = self.rotary(k, positions)
+        return k, v
+
+    def call(self, query, key_value=None, attention_mask=None, causal=False, positions=None,
+             cache=None, cache_index=None, return_attention_weights=False, training=None):
+        q = self._project(query, self.query_kernel, self.query_bias)
+        if self.rotary is not None:
             q = self.rotary(q, positions)
-            k = self.rotary(k, positions if key_value is None else None)
+        if cache is not None and cache_index is None:  # keys/values computed beforehand
+            k, v = cache
+        else:
+            source = query if key_value is None else key_value
+            k, v = self.key_values(source, positions if key_value is None else None)
+        if cache is not None and cache_index is not None:
+            # Incremental decoding: write the new keys/values at their slots, then attend to
+            # the whole fixed-size cache; slots after each query (unwritten or stale) are masked.
+            k, v = update_cache(cache[0], k, cache_index), update_cache(cache[1], v, cache_index)
+            if causal:
+                visible = cache_causal_mask(cache_index, tf.shape(k)[2])
+                attention_mask = visible if attention_mask is None else tf.logical_and(
+                    tf.cast(attention_mask, tf.bool), visible)
+                causal = False
 
         seed = None
         if training and self.dropout > 0.0:
@@ -116,7 +144,10 @@ class MultiHeadAttention(keras.layers.Layer):
         outputs = tf.einsum("bnsd,ndh->bsh", outputs, self.output_kernel)
         if self.output_bias is not None:
             outputs = outputs + self.output_bias
-        return (outputs, weights) if return_attention_weights else outputs
+        results = (outputs, weights) if return_attention_weights else (outputs,)
+        if cache is not None:
+            results += ((k, v),)
+        return results if len(results) > 1 else outputs
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "head_dim": self.head_dim,

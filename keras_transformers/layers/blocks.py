@@ -157,8 +157,15 @@ class DecoderBlock(_Block):
         encoder_sequence: ``(batch, src_seq, enc_hidden)``, required with cross-attention.
         encoder_padding_mask: ``(batch, src_seq)``.
         positions: ``(batch, seq)`` positions for rotary embeddings.
+        cache: ``(keys, values)`` self-attention cache for incremental decoding, each
+            ``(batch, kv_heads, cache_length, head_dim)``; see :class:`MultiHeadAttention`.
+            ``padding_mask`` is then over the cache's slots (or ``None``).
+        cache_index: ``(batch, seq)`` cache slots (= positions) of this call's tokens.
+        cross_attention_cache: the cross-attention ``(keys, values)`` of the encoder output,
+            computed once by ``cross_attention_layer.key_values``; replaces ``encoder_sequence``.
 
-    Returns: ``(batch, seq, hidden)``; output ``t`` depends only on inputs ``<= t``.
+    Returns: ``(batch, seq, hidden)``; output ``t`` depends only on inputs ``<= t``. With
+    ``cache``, a tuple of that and the updated cache.
 
     Example:
         >>> block = DecoderBlock(num_heads=4, intermediate_size=64, cross_attention=True)
@@ -183,24 +190,39 @@ class DecoderBlock(_Block):
         self.built = True
 
     def call(self, sequence, padding_mask=None, encoder_sequence=None, encoder_padding_mask=None,
-             positions=None, training=None):
+             positions=None, cache=None, cache_index=None, cross_attention_cache=None,
+             training=None):
         mask = padding_attention_mask(padding_mask)
-        x = self._residual(
-            sequence,
-            lambda h: self.self_attention(h, attention_mask=mask, causal=True, positions=positions,
-                                          training=training),
-            self.self_attention_norm, training)
+        new_cache = []
+
+        def self_attention(h):
+            if cache is None:
+                return self.self_attention(h, attention_mask=mask, causal=True, positions=positions,
+                                           training=training)
+            outputs, layer_cache = self.self_attention(
+                h, attention_mask=mask, causal=True, positions=positions, cache=cache,
+                cache_index=cache_index, training=training)
+            new_cache.append(layer_cache)
+            return outputs
+
+        x = self._residual(sequence, self_attention, self.self_attention_norm, training)
         if self.cross_attention:
-            if encoder_sequence is None:
-                raise ValueError("This DecoderBlock has cross-attention: pass `encoder_sequence`.")
+            if encoder_sequence is None and cross_attention_cache is None:
+                raise ValueError("This DecoderBlock has cross-attention: pass `encoder_sequence` "
+                                 "(or its keys/values as `cross_attention_cache`).")
             encoder_mask = padding_attention_mask(encoder_padding_mask)
-            x = self._residual(
-                x,
-                lambda h: self.cross_attention_layer(h, key_value=encoder_sequence,
-                                                     attention_mask=encoder_mask, training=training),
-                self.cross_attention_norm, training)
-        return self._residual(x, lambda h: self.feedforward(h, training=training),
-                              self.feedforward_norm, training)
+
+            def cross_attention(h):
+                if cross_attention_cache is None:
+                    return self.cross_attention_layer(h, key_value=encoder_sequence,
+                                                      attention_mask=encoder_mask, training=training)
+                return self.cross_attention_layer(h, attention_mask=encoder_mask,
+                                                  cache=cross_attention_cache, training=training)[0]
+
+            x = self._residual(x, cross_attention, self.cross_attention_norm, training)
+        x = self._residual(x, lambda h: self.feedforward(h, training=training),
+                           self.feedforward_norm, training)
+        return x if cache is None else (x, new_cache[0])
 
     def get_config(self):
         return {**super().get_config(), "cross_attention": self.cross_attention}

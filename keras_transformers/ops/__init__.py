@@ -1,4 +1,4 @@
-"""Pure functions with no weights: the attention core."""
+"""Pure functions with no weights: the attention core and the key/value cache."""
 
 from keras_transformers.ops.attention import (
     causal_mask,
@@ -7,11 +7,14 @@ from keras_transformers.ops.attention import (
     scaled_dot_product_attention,
     set_jit_compile,
 )
+from keras_transformers.ops.cache import cache_causal_mask, update_cache
 
 __all__ = [
+    "cache_causal_mask",
     "causal_mask",
     "get_jit_compile",
     "jit_compile_scope",
     "scaled_dot_product_attention",
     "set_jit_compile",
+    "update_cache",
 ]

@@ -174,3 +174,33 @@ def test_attention_dropout_only_when_training():
 def test_serialization_round_trip(kwargs, inputs, call_kwargs, tmp_path):
     layer = MultiHeadAttention(**kwargs, name="layer")
     assert_serialization_round_trip(layer, inputs, tmp_path, **call_kwargs)
+
+
+@pytest.mark.parametrize("kv_heads, rotary", [(4, None), (2, 10000.0)])
+def test_cached_decoding_one_token_at_a_time_equals_full_causal_attention(kv_heads, rotary):
+    layer = MultiHeadAttention(num_heads=4, head_dim=8, num_key_value_heads=kv_heads,
+                               rotary_max_wavelength=rotary)
+    x = tf.random.stateless_normal([2, 6, 32], seed=[3, 4])
+    expected = layer(x, causal=True).numpy()
+    shape = [2, kv_heads, 9, 8]  # a cache longer than the sequence: unwritten slots stay hidden
+    cache = (tf.zeros(shape), tf.zeros(shape))
+    # A 2-token prefill, then one token per call, each at its own slot (= position).
+    slots = tf.constant([[0, 1], [0, 1]])
+    outputs, cache = layer(x[:, :2], causal=True, positions=slots, cache=cache, cache_index=slots)
+    pieces = [outputs]
+    for t in range(2, 6):
+        slot = tf.fill([2, 1], t)
+        outputs, cache = layer(x[:, t:t + 1], causal=True, positions=slot, cache=cache, cache_index=slot)
+        pieces.append(outputs)
+    np.testing.assert_allclose(tf.concat(pieces, axis=1).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(cache[0][:, :, 6:].numpy(), 0.0)
+
+
+def test_a_precomputed_cache_without_index_is_cross_attention():
+    layer = MultiHeadAttention(num_heads=2, head_dim=4)
+    query, memory = tf.random.normal([1, 3, 8]), tf.random.normal([1, 5, 8])
+    mask = tf.constant([[[[True, True, True, False, False]]]])
+    expected = layer(query, key_value=memory, attention_mask=mask)
+    outputs, cache = layer(query, attention_mask=mask, cache=layer.key_values(memory))
+    np.testing.assert_allclose(outputs.numpy(), expected.numpy(), atol=1e-6)
+    assert cache[0].shape == (1, 2, 5, 4)
