@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transformers.data import tiny_shakespeare
-from keras_transformers.generation import generate
+from keras_transformers.generation import generate_uncached
 from keras_transformers.models import CausalLM, TransformerConfig
 
 
@@ -106,6 +106,6 @@ def run(steps=2000, steps_per_epoch=250, batch_size=12, context=64, learning_rat
         print(f"Saved the model to {save_path}.")
 
     prompt = vocabulary.encode("\n")[None, :]
-    sample = generate(model, prompt, max_new_tokens=sample_length, temperature=temperature, seed=seed)
+    sample = generate_uncached(model, prompt, max_new_tokens=sample_length, temperature=temperature, seed=seed)
     print("\n--- sample ---" + vocabulary.decode(sample[0]) + "\n--------------")
     return validation_loss

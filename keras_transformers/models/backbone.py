@@ -150,8 +150,9 @@ class Backbone(ShapeFreeBuild, keras.Model):
         return {**super().get_config(), "config": self.config.to_dict()}
 
 
-def resolve_backbone(backbone, backbone_class):
-    """A task model's backbone: the given model, or a ``backbone_class`` built from a config."""
+def resolve_backbone(backbone, backbone_class, dtype=None):
+    """A task model's backbone: the given model, or a ``backbone_class`` built from a config
+    with the task model's ``dtype`` policy (so ``dtype="mixed_bfloat16"`` reaches every layer)."""
     if isinstance(backbone, keras.Model):
         return backbone
-    return backbone_class(as_config(backbone))
+    return backbone_class(as_config(backbone), dtype=dtype)

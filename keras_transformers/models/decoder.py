@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_transformers.generation.generate import generate, pad_prompts
 from keras_transformers.layers import DecoderBlock
 from keras_transformers.models.backbone import (
     Backbone,
@@ -60,6 +61,39 @@ class Decoder(Backbone):
                       encoder_padding_mask=encoder_padding_mask, training=training)
         return self.finish(x)
 
+    def init_cache(self, batch_size, cache_length):
+        """An empty decoding cache: per block, zero ``(keys, values)`` of shape
+        ``(batch_size, kv_heads, cache_length, head_dim)`` in the compute dtype."""
+        c = self.config
+        shape = [batch_size, c.key_value_heads, cache_length, c.head_dim]
+        return [(tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype))
+                for _ in self.blocks]
+
+    def call_with_cache(self, token_ids, cache_index, cache, cross_attention_caches=None,
+                        encoder_padding_mask=None):
+        """Incremental decoding: run ``token_ids`` ``(batch, q)`` at cache slots (= positions)
+        ``cache_index`` ``(batch, q)``, attending to everything cached before them.
+
+        Args:
+            cache: from :meth:`init_cache` or a previous call.
+            cross_attention_caches: with cross-attention, per block the encoder output's
+                ``(keys, values)`` (``block.cross_attention_layer.key_values(encoder_sequence)``).
+            encoder_padding_mask: ``(batch, src_seq)``, with cross-attention.
+
+        Returns:
+            ``(hidden, cache)``: ``(batch, q, hidden)`` and the updated cache. Ids are not
+            checked here (this runs once per token); callers check them once up front.
+        """
+        x = self.embeddings(token_ids, positions=cache_index)
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            x, layer_cache = block(
+                x, positions=cache_index, cache=cache[i], cache_index=cache_index,
+                cross_attention_cache=None if cross_attention_caches is None else cross_attention_caches[i],
+                encoder_padding_mask=encoder_padding_mask)
+            new_cache.append(layer_cache)
+        return self.finish(x), new_cache
+
     def get_config(self):
         return {**super().get_config(), "cross_attention": self.cross_attention}
 
@@ -112,7 +146,7 @@ class CausalLM(TaskModel):
 
     def __init__(self, backbone, **kwargs):
         super().__init__(**kwargs)
-        self.backbone = resolve_backbone(backbone, Decoder)
+        self.backbone = resolve_backbone(backbone, Decoder, self.dtype_policy)
         c = self.backbone.config
         self.lm_head = LanguageModelHead(self.backbone.embeddings.token_embedding, c.tie_embeddings,
                                          kernel_initializer(c), name="lm_head", dtype=self.dtype_policy)
@@ -129,6 +163,64 @@ class CausalLM(TaskModel):
 
     def call(self, inputs, training=None):
         return self.lm_head(self.backbone(inputs, training=training))
+
+    def generate(self, token_ids, max_new_tokens, *, padding_mask=None, temperature=0.0, top_k=None,
+                 top_p=None, num_beams=1, length_penalty=1.0, stop_token_ids=None, seed=None,
+                 jit_compile=None):
+        """Continue each prompt by up to ``max_new_tokens`` tokens, with a key/value cache.
+
+        The whole loop (prefill of the prompts, then one cached step per token) is one
+        ``tf.function(jit_compile=True)``, traced once per batch size, prompt-length bucket
+        (powers of two from 8) and static setting (``max_new_tokens``, ``num_beams``, ``top_k``,
+        greedy or not, top-p or not); temperature, ``top_p``, seed and stop tokens are inputs.
+
+        Args:
+            token_ids: prompts: a list of id lists of any lengths, or ``(batch, prompt_len)``
+                ids with ``padding_mask`` (1 = real token, right padding).
+            max_new_tokens: tokens to add; prompt + new tokens must fit ``config.max_length``.
+            temperature: 0 (default) for greedy decoding; ``> 0`` samples from
+                ``softmax(logits / temperature)``.
+            top_k: sample among the ``top_k`` most likely tokens only.
+            top_p: sample from the nucleus of probability ``top_p`` only.
+            num_beams: beam search with this many beams when ``> 1`` (temperature 0).
+            length_penalty: beam search ranks finished beams by ``score / length**length_penalty``.
+            stop_token_ids: ids that end a row (kept); the rest of the row is padding.
+            seed: int; the same seed gives the same samples. Random when ``None``.
+            jit_compile: compile the loop with XLA; ``None`` follows
+                :func:`keras_transformers.ops.set_jit_compile` (default on).
+
+        Returns:
+            A dict of NumPy arrays, ``token_ids`` ``(batch, longest_prompt + max_new_tokens)``
+            int32 (each row: its prompt, its new tokens, then ``config.pad_token_id``) and
+            ``padding_mask`` (True on prompt and new tokens), ready to feed back to the model.
+
+        Example:
+            >>> lm = CausalLM(TransformerConfig.from_preset("tiny", norm_first=True))
+            >>> out = lm.generate([[5, 6, 7], [8]], max_new_tokens=4, stop_token_ids=[2])
+            >>> out["token_ids"].shape
+            (2, 7)
+        """
+        prompt_ids, prompt_lengths = pad_prompts(token_ids, padding_mask)
+        return generate(self, prompt_ids, prompt_lengths, max_new_tokens, max_length=self.config.max_length,
+                        temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                        length_penalty=length_penalty, stop_token_ids=stop_token_ids, seed=seed,
+                        pad_token_id=self.config.pad_token_id, jit_compile=jit_compile)
+
+    def generation_functions(self):
+        """``(prefill, step)`` of :mod:`keras_transformers.generation.decoding`."""
+
+        def prefill(prompt_ids, prompt_lengths, cache_length):
+            cache = self.backbone.init_cache(tf.shape(prompt_ids)[0], cache_length)
+            slots = tf.broadcast_to(tf.range(tf.shape(prompt_ids)[1])[None, :], tf.shape(prompt_ids))
+            hidden, cache = self.backbone.call_with_cache(prompt_ids, slots, cache)
+            last_hidden = tf.gather(hidden, prompt_lengths - 1, batch_dims=1)  # (batch, hidden)
+            return self.lm_head(last_hidden), cache, ()
+
+        def step(token_ids, slots, cache, context):
+            hidden, cache = self.backbone.call_with_cache(token_ids[:, None], slots[:, None], cache)
+            return self.lm_head(hidden[:, 0]), cache
+
+        return prefill, step
 
     def get_config(self):
         return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}

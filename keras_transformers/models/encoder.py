@@ -49,7 +49,7 @@ class Encoder(Backbone):
 class _EncoderTask(TaskModel):
     def __init__(self, backbone, num_classes, dropout=0.1, **kwargs):
         super().__init__(**kwargs)
-        self.backbone = resolve_backbone(backbone, Encoder)
+        self.backbone = resolve_backbone(backbone, Encoder, self.dtype_policy)
         self.num_classes = int(num_classes)
         if self.num_classes < 1:
             raise ValueError(f"`num_classes` must be >= 1, got {num_classes}.")
@@ -150,7 +150,7 @@ class MaskedLM(TaskModel):
 
     def __init__(self, backbone, **kwargs):
         super().__init__(**kwargs)
-        self.backbone = resolve_backbone(backbone, Encoder)
+        self.backbone = resolve_backbone(backbone, Encoder, self.dtype_policy)
         c = self.backbone.config
         self.transform = keras.layers.Dense(c.hidden_size, activation="gelu",
                                             kernel_initializer=kernel_initializer(c),

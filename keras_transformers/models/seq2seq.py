@@ -1,7 +1,10 @@
 """The encoder-decoder model (the original Transformer, BART) with its language-model head."""
 
 import keras
+import numpy as np
+import tensorflow as tf
 
+from keras_transformers.generation.generate import check_ids, generate, pad_prompts, pad_to_bucket
 from keras_transformers.models.backbone import as_config, kernel_initializer
 from keras_transformers.models.decoder import Decoder, LanguageModelHead
 from keras_transformers.models.encoder import Encoder
@@ -79,6 +82,86 @@ class Seq2Seq(TaskModel):
         encoder_sequence = self.encode({key: inputs[key] for key in ENCODER_KEYS}, training=training)
         return self.decode({key: inputs[key] for key in DECODER_KEYS}, encoder_sequence,
                            inputs["encoder_padding_mask"], training=training)
+
+    def generate(self, encoder_token_ids, max_new_tokens, *, start_token_id=None,
+                 decoder_token_ids=None, encoder_padding_mask=None, temperature=0.0, top_k=None,
+                 top_p=None, num_beams=1, length_penalty=1.0, stop_token_ids=None, seed=None,
+                 jit_compile=None):
+        """Translate / summarize: decode up to ``max_new_tokens`` target tokens per source.
+
+        The source is encoded once and each decoder block's cross-attention keys/values are
+        computed once; the decoder then runs with a self-attention key/value cache, all in one
+        compiled loop (see :meth:`CausalLM.generate` for what retraces).
+
+        Args:
+            encoder_token_ids: sources: a list of id lists, or ``(batch, src_len)`` ids with
+                ``encoder_padding_mask`` (right padding).
+            max_new_tokens: target tokens to add after the decoder prompt.
+            start_token_id: the decoder's first token (e.g. BOS); or give
+            decoder_token_ids: decoder prompts (a list of id lists), e.g. a forced prefix.
+            Others: as :meth:`CausalLM.generate`.
+
+        Returns:
+            A dict of NumPy arrays: ``decoder_token_ids`` ``(batch, longest_decoder_prompt +
+            max_new_tokens)`` int32 (the decoder prompt, new tokens, then padding) and
+            ``decoder_padding_mask``.
+
+        Example:
+            >>> model = Seq2Seq(TransformerConfig.from_preset("tiny"))
+            >>> out = model.generate([[5, 6, 7, 8], [9, 10]], max_new_tokens=5, start_token_id=1,
+            ...                      stop_token_ids=[2], num_beams=4)
+            >>> out["decoder_token_ids"].shape
+            (2, 6)
+        """
+        c = self.config
+        source_ids, source_lengths = pad_prompts(encoder_token_ids, encoder_padding_mask,
+                                                 name="encoder_token_ids")
+        check_ids(source_ids, source_lengths, c.vocab_size, "encoder_token_ids")
+        if source_lengths.max() > c.max_length:
+            raise ValueError(f"The longest source has {source_lengths.max()} tokens, more than the "
+                             f"model's max_length={c.max_length}.")
+        if (start_token_id is None) == (decoder_token_ids is None):
+            raise ValueError("Pass exactly one of `start_token_id` (every target starts with it) "
+                             "and `decoder_token_ids` (decoder prompts).")
+        if decoder_token_ids is None:
+            decoder_token_ids = [[int(start_token_id)]] * len(source_lengths)
+        prompt_ids, prompt_lengths = pad_prompts(decoder_token_ids, name="decoder_token_ids")
+        if len(prompt_lengths) != len(source_lengths):
+            raise ValueError(f"`decoder_token_ids` has {len(prompt_lengths)} rows for "
+                             f"{len(source_lengths)} sources.")
+        source_ids = pad_to_bucket(source_ids, source_lengths, c.max_length, c.pad_token_id)
+        source_mask = np.arange(source_ids.shape[1])[None, :] < source_lengths[:, None]
+        outputs = generate(self, prompt_ids, prompt_lengths, max_new_tokens, max_length=c.max_length,
+                           temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                           length_penalty=length_penalty, stop_token_ids=stop_token_ids, seed=seed,
+                           pad_token_id=c.pad_token_id, jit_compile=jit_compile,
+                           prompt_name="decoder_token_ids",
+                           extra_inputs=(tf.constant(source_ids), tf.constant(source_mask)))
+        return {"decoder_token_ids": outputs["token_ids"],
+                "decoder_padding_mask": outputs["padding_mask"]}
+
+    def generation_functions(self):
+        """``(prefill, step)`` of :mod:`keras_transformers.generation.decoding`; the prefill
+        also takes the padded source ids and mask, and returns the encoder's cross-attention
+        keys/values (and mask) as the context every step reads."""
+
+        def prefill(prompt_ids, prompt_lengths, cache_length, source_ids, source_mask):
+            encoder_sequence = self.encoder({"token_ids": source_ids, "padding_mask": source_mask})
+            cross_caches = [block.cross_attention_layer.key_values(encoder_sequence)
+                            for block in self.decoder.blocks]
+            cache = self.decoder.init_cache(tf.shape(prompt_ids)[0], cache_length)
+            slots = tf.broadcast_to(tf.range(tf.shape(prompt_ids)[1])[None, :], tf.shape(prompt_ids))
+            hidden, cache = self.decoder.call_with_cache(prompt_ids, slots, cache, cross_caches, source_mask)
+            last_hidden = tf.gather(hidden, prompt_lengths - 1, batch_dims=1)
+            return self.lm_head(last_hidden), cache, (cross_caches, source_mask)
+
+        def step(token_ids, slots, cache, context):
+            cross_caches, source_mask = context
+            hidden, cache = self.decoder.call_with_cache(token_ids[:, None], slots[:, None], cache,
+                                                         cross_caches, source_mask)
+            return self.lm_head(hidden[:, 0]), cache
+
+        return prefill, step
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict()}
