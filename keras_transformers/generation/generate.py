@@ -2,8 +2,9 @@
 
 This module turns what a user passes (ragged lists or padded arrays, decoding settings) into
 the static-shape tensors of :mod:`keras_transformers.generation.decoding`, checks every
-argument eagerly with messages that name it, and keeps one ``tf.function`` per model and
-static setting, so a second call with same-shaped inputs neither retraces nor recompiles.
+argument eagerly with messages that name it, and keeps one compiled function per model,
+static setting and input shapes, so a second call with same-shaped inputs neither retraces
+nor recompiles.
 Prompt lengths are padded up to a bucket (a power of two, at least 8), so prompts of
 different lengths in the same bucket share the compiled loop.
 """
@@ -14,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transformers.generation import decoding
-from keras_transformers.ops import get_jit_compile
+from keras_transformers.ops import get_jit_compile, jit_compile_scope
 
 _compiled = weakref.WeakKeyDictionary()  # model -> {static settings + shapes: concrete function}
 _trace_counts = weakref.WeakKeyDictionary()  # model -> number of traces of its decode loops
@@ -41,8 +42,8 @@ def pad_to_bucket(ids, lengths, limit, pad_id):
     return padded
 
 
-def pad_prompts(token_ids, padding_mask=None, name="token_ids", allow_empty=False):
-    """Prompts as right-padded ``(batch, prompt_len)`` int32 ids and their ``(batch,)`` lengths.
+def pad_prompts(token_ids, padding_mask=None, name="token_ids"):
+    """Prompts as right-padded ``(batch, prompt_len)`` int ids and their ``(batch,)`` int32 lengths.
 
     ``token_ids`` is a list of id lists (of any lengths), a ``tf.RaggedTensor``, or a 2-D
     array / tensor, whose ``padding_mask`` (1 = real token; right padding only) says where
@@ -82,7 +83,7 @@ def pad_prompts(token_ids, padding_mask=None, name="token_ids", allow_empty=Fals
         raise ValueError(f"`{name}` is an empty batch.")
     if ids.size and not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"`{name}` must be integers, got dtype {ids.dtype}.")
-    if not allow_empty and lengths.min() < 1:
+    if lengths.min() < 1:
         raise ValueError(f"Every prompt in `{name}` needs at least one token; row "
                          f"{int(np.argmin(lengths))} is empty.")
     return ids, lengths
@@ -148,7 +149,8 @@ def generate(model, prompt_ids, prompt_lengths, max_new_tokens, *, max_length, t
         raise ValueError(
             f"The longest prompt ({longest} tokens) plus `max_new_tokens` ({max_new_tokens}) is "
             f"{longest + max_new_tokens}, more than the model's max_length={max_length}. Shorten "
-            "the prompt or ask for fewer tokens (generate_uncached slides a window past max_length).")
+            "the prompt or ask for fewer tokens (for a CausalLM, generation.generate_uncached slides a "
+            "window past max_length).")
     ids = pad_to_bucket(prompt_ids, prompt_lengths, max_length - max_new_tokens, pad_token_id)
     if seed is None:
         seed = np.random.randint(0, 2**31 - 1)
@@ -159,7 +161,7 @@ def generate(model, prompt_ids, prompt_lengths, max_new_tokens, *, max_length, t
     if not model.built:  # create every weight before tracing, as a first call would
         model.build(None)
     inputs = (tf.constant(ids), tf.constant(prompt_lengths, tf.int32), tuple(extra_inputs),
-              tf.constant([0, int(seed)], tf.int32), tf.constant(stop, tf.int32),
+              tf.constant([0, int(seed) % 2**31], tf.int32), tf.constant(stop, tf.int32),
               tf.constant(float(temperature or 1.0)), tf.constant(float(top_p or 1.0)),
               tf.constant(float(length_penalty)))
     # One concrete function per static setting and input shapes, called directly: this skips
@@ -167,7 +169,8 @@ def generate(model, prompt_ids, prompt_lengths, max_new_tokens, *, max_length, t
     key = static + tuple(tuple(t.shape) for t in tf.nest.flatten(inputs))
     compiled = _compiled.setdefault(model, {})
     if key not in compiled:
-        compiled[key] = _decode_function(model, static).get_concrete_function(*inputs)
+        with jit_compile_scope(jit_compile):  # the attention core follows the loop: XLA or not
+            compiled[key] = _decode_function(model, static).get_concrete_function(*inputs)
     tokens, new_lengths = compiled[key](*inputs)
     total = prompt_lengths + new_lengths.numpy()
     width = longest + max_new_tokens

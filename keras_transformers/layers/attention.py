@@ -99,9 +99,25 @@ class MultiHeadAttention(keras.layers.Layer):
 
     @staticmethod
     def _project(x, kernel, bias):
-        """``(batch, seq, hidden) · (hidden, heads, dim)`` → ``(batch, heads, seq, dim)``."""
-        projected = tf.einsum("bsh,hnd->bnsd", x, kernel)
-        return projected if bias is None else projected + bias[:, None, :]
+        """``(batch, seq, hidden) · (hidden, heads, dim)`` → ``(batch, heads, seq, dim)``.
+
+        One 2-D matmul with the kernel viewed as ``(hidden, heads·dim)``. A single row (one
+        token of one sequence: decoding at batch 1) is multiplied as two copies of itself: XLA
+        on CPU emits a one-row product as a loop fusion that recomputes its input (the layer
+        norm before attention) for every output column and reads the kernel column by column,
+        about 4x slower than the real matrix product two rows get. The kernel is still read once.
+        """
+        hidden, heads, dim = kernel.shape
+        batch, seq = tf.shape(x)[0], tf.shape(x)[1]
+        rows = tf.reshape(x, [-1, hidden])
+        kernel = tf.reshape(kernel, [hidden, heads * dim])
+        if x.shape[0] == 1 and x.shape[1] == 1:
+            projected = tf.matmul(tf.concat([rows, rows], axis=0), kernel)[:1]
+        else:
+            projected = tf.matmul(rows, kernel)
+        if bias is not None:
+            projected = projected + tf.reshape(bias, [heads * dim])
+        return tf.transpose(tf.reshape(projected, [batch, seq, heads, dim]), [0, 2, 1, 3])
 
     def key_values(self, source, positions=None):
         """Keys and values of ``source`` ``(batch, k_len, kv_hidden)``, each

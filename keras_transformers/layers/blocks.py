@@ -196,12 +196,11 @@ class DecoderBlock(_Block):
         new_cache = []
 
         def self_attention(h):
+            outputs = self.self_attention(h, attention_mask=mask, causal=True, positions=positions,
+                                          cache=cache, cache_index=cache_index, training=training)
             if cache is None:
-                return self.self_attention(h, attention_mask=mask, causal=True, positions=positions,
-                                           training=training)
-            outputs, layer_cache = self.self_attention(
-                h, attention_mask=mask, causal=True, positions=positions, cache=cache,
-                cache_index=cache_index, training=training)
+                return outputs
+            outputs, layer_cache = outputs
             new_cache.append(layer_cache)
             return outputs
 
@@ -213,11 +212,10 @@ class DecoderBlock(_Block):
             encoder_mask = padding_attention_mask(encoder_padding_mask)
 
             def cross_attention(h):
-                if cross_attention_cache is None:
-                    return self.cross_attention_layer(h, key_value=encoder_sequence,
-                                                      attention_mask=encoder_mask, training=training)
-                return self.cross_attention_layer(h, attention_mask=encoder_mask,
-                                                  cache=cross_attention_cache, training=training)[0]
+                outputs = self.cross_attention_layer(
+                    h, key_value=encoder_sequence, attention_mask=encoder_mask,
+                    cache=cross_attention_cache, training=training)
+                return outputs if cross_attention_cache is None else outputs[0]
 
             x = self._residual(x, cross_attention, self.cross_attention_norm, training)
         x = self._residual(x, lambda h: self.feedforward(h, training=training),

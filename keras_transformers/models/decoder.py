@@ -187,7 +187,8 @@ class CausalLM(TaskModel):
             stop_token_ids: ids that end a row (kept); the rest of the row is padding.
             seed: int; the same seed gives the same samples. Random when ``None``.
             jit_compile: compile the loop with XLA; ``None`` follows
-                :func:`keras_transformers.ops.set_jit_compile` (default on).
+                :func:`keras_transformers.ops.set_jit_compile` (default on). ``False`` traces
+                the loop and the attention core without XLA (a TensorFlow graph loop).
 
         Returns:
             A dict of NumPy arrays, ``token_ids`` ``(batch, longest_prompt + max_new_tokens)``

@@ -63,13 +63,14 @@ def test_generated_tokens_follow_each_prompt_then_padding(lm):
         assert (outputs["token_ids"][row, length:] == lm.config.pad_token_id).all()
 
 
-def test_padded_array_with_mask_equals_list_of_rows(lm):
+def test_padded_array_with_mask_and_ragged_tensor_equal_list_of_rows(lm):
     ids = np.zeros((3, 6), np.int32)
     mask = np.zeros((3, 6), np.int32)
     for row, prompt in enumerate(PROMPTS):
         ids[row, :len(prompt)], mask[row, :len(prompt)] = prompt, 1
     from_array = lm.generate(ids, max_new_tokens=5, padding_mask=mask)
-    assert rows(from_array) == rows(lm.generate(PROMPTS, max_new_tokens=5))
+    from_ragged = lm.generate(tf.ragged.constant(PROMPTS), max_new_tokens=5)
+    assert rows(from_array) == rows(lm.generate(PROMPTS, max_new_tokens=5)) == rows(from_ragged)
 
 
 def seq2seq_greedy_by_recompute(model, source, decoder_prompt, steps):
