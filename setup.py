@@ -19,6 +19,6 @@ setup(
         "tensorflow-text==2.21.*",
         "numpy",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-timeout"]},
+    extras_require={"test": ["pytest>=8", "pytest-timeout", "tf2onnx", "onnxruntime"]},
     entry_points={"console_scripts": ["keras-transformers=keras_transformers.cli:main"]},
 )

@@ -7,6 +7,9 @@ from keras_transformers.layers.embeddings import RotaryEmbedding
 from keras_transformers.ops import cache_causal_mask, scaled_dot_product_attention, update_cache
 
 
+_TWO_ROW_MIN_KERNEL_SIZE = 4096
+
+
 @keras.saving.register_keras_serializable(package="keras_transformers")
 class MultiHeadAttention(keras.layers.Layer):
     """Multi-head attention (Vaswani et al., 2017, section 3.2.2).
@@ -106,12 +109,13 @@ class MultiHeadAttention(keras.layers.Layer):
         on CPU emits a one-row product as a loop fusion that recomputes its input (the layer
         norm before attention) for every output column and reads the kernel column by column,
         about 4x slower than the real matrix product two rows get. The kernel is still read once.
+        Tiny kernels (under 4,096 weights) skip this: there the extra ops cost more than it saves.
         """
         hidden, heads, dim = kernel.shape
         batch, seq = tf.shape(x)[0], tf.shape(x)[1]
         rows = tf.reshape(x, [-1, hidden])
         kernel = tf.reshape(kernel, [hidden, heads * dim])
-        if x.shape[0] == 1 and x.shape[1] == 1:
+        if x.shape[0] == 1 and x.shape[1] == 1 and hidden * heads * dim >= _TWO_ROW_MIN_KERNEL_SIZE:
             projected = tf.matmul(tf.concat([rows, rows], axis=0), kernel)[:1]
         else:
             projected = tf.matmul(rows, kernel)
