@@ -104,24 +104,21 @@ class MultiHeadAttention(keras.layers.Layer):
     def _project(x, kernel, bias):
         """``(batch, seq, hidden) · (hidden, heads, dim)`` → ``(batch, heads, seq, dim)``.
 
-        One 2-D matmul with the kernel viewed as ``(hidden, heads·dim)``. A single row (one
-        token of one sequence: decoding at batch 1) is multiplied as two copies of itself: XLA
-        on CPU emits a one-row product as a loop fusion that recomputes its input (the layer
-        norm before attention) for every output column and reads the kernel column by column,
-        about 4x slower than the real matrix product two rows get. The kernel is still read once.
+        A single row (one token of one sequence: decoding at batch 1) is multiplied as two
+        copies of itself, with the kernel viewed as ``(hidden, heads·dim)``: XLA on CPU emits
+        a one-row product as a loop fusion that recomputes its input (the layer norm before
+        attention) for every output column and reads the kernel column by column, about 4x
+        slower than the real matrix product two rows get; the kernel is still read once.
         Tiny kernels (under 4,096 weights) skip this: there the extra ops cost more than it saves.
         """
         hidden, heads, dim = kernel.shape
-        batch, seq = tf.shape(x)[0], tf.shape(x)[1]
-        rows = tf.reshape(x, [-1, hidden])
-        kernel = tf.reshape(kernel, [hidden, heads * dim])
         if x.shape[0] == 1 and x.shape[1] == 1 and hidden * heads * dim >= _TWO_ROW_MIN_KERNEL_SIZE:
-            projected = tf.matmul(tf.concat([rows, rows], axis=0), kernel)[:1]
+            row = tf.reshape(x, [1, hidden])
+            projected = tf.matmul(tf.concat([row, row], axis=0), tf.reshape(kernel, [hidden, heads * dim]))
+            projected = tf.reshape(projected[:1], [1, heads, 1, dim])
         else:
-            projected = tf.matmul(rows, kernel)
-        if bias is not None:
-            projected = projected + tf.reshape(bias, [heads * dim])
-        return tf.transpose(tf.reshape(projected, [batch, seq, heads, dim]), [0, 2, 1, 3])
+            projected = tf.einsum("bsh,hnd->bnsd", x, kernel)
+        return projected if bias is None else projected + bias[:, None, :]
 
     def key_values(self, source, positions=None):
         """Keys and values of ``source`` ``(batch, k_len, kv_hidden)``, each

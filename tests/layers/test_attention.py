@@ -176,21 +176,26 @@ def test_serialization_round_trip(kwargs, inputs, call_kwargs, tmp_path):
     assert_serialization_round_trip(layer, inputs, tmp_path, **call_kwargs)
 
 
-@pytest.mark.parametrize("kv_heads, rotary", [(4, None), (2, 10000.0)])
-def test_cached_decoding_one_token_at_a_time_equals_full_causal_attention(kv_heads, rotary):
-    layer = MultiHeadAttention(num_heads=4, head_dim=8, num_key_value_heads=kv_heads,
+@pytest.mark.parametrize("kv_heads, rotary, batch, width", [
+    (4, None, 2, 32), (2, 10000.0, 2, 32),
+    (4, None, 1, 64),  # one row and a 64x4x16 kernel: the two-row matmul path of _project
+])
+def test_cached_decoding_one_token_at_a_time_equals_full_causal_attention(kv_heads, rotary, batch, width):
+    layer = MultiHeadAttention(num_heads=4, head_dim=width // 4, num_key_value_heads=kv_heads,
                                rotary_max_wavelength=rotary)
-    x = tf.random.stateless_normal([2, 6, 32], seed=[3, 4])
+    x = tf.random.stateless_normal([batch, 6, width], seed=[3, 4])
     expected = layer(x, causal=True).numpy()
-    shape = [2, kv_heads, 9, 8]  # a cache longer than the sequence: unwritten slots stay hidden
+    shape = [batch, kv_heads, 9, width // 4]  # longer than the sequence: unwritten slots stay hidden
     cache = (tf.zeros(shape), tf.zeros(shape))
     # A 2-token prefill, then one token per call, each at its own slot (= position).
-    slots = tf.constant([[0, 1], [0, 1]])
+    slots = tf.tile(tf.constant([[0, 1]]), [batch, 1])
     outputs, cache = layer(x[:, :2], causal=True, positions=slots, cache=cache, cache_index=slots)
     pieces = [outputs]
     for t in range(2, 6):
-        slot = tf.fill([2, 1], t)
-        outputs, cache = layer(x[:, t:t + 1], causal=True, positions=slot, cache=cache, cache_index=slot)
+        slot = tf.fill([batch, 1], t)
+        step = tf.function(lambda token, slot, cache: layer(token, causal=True, positions=slot,
+                                                            cache=cache, cache_index=slot))
+        outputs, cache = step(x[:, t:t + 1], slot, cache)  # static shapes, as in the decode loop
         pieces.append(outputs)
     np.testing.assert_allclose(tf.concat(pieces, axis=1).numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(cache[0][:, :, 6:].numpy(), 0.0)
