@@ -98,8 +98,9 @@ def check_ids(ids, lengths, vocab_size, name):
                          f"outside [0, vocab_size={vocab_size}).")
 
 
-def _check_settings(vocab_size, max_new_tokens, temperature, top_k, top_p, num_beams,
-                    length_penalty, stop_token_ids):
+def check_settings(vocab_size, max_new_tokens, temperature, top_k, top_p, num_beams,
+                   length_penalty=1.0, stop_token_ids=None):
+    """Check the decoding settings eagerly, naming the argument; returns the stop ids (int32)."""
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
         raise ValueError(f"`max_new_tokens` must be a positive integer, got {max_new_tokens!r}.")
     if temperature < 0:
@@ -141,7 +142,7 @@ def generate(model, prompt_ids, prompt_lengths, max_new_tokens, *, max_length, t
         ``padding_mask`` of the same shape, True on prompt and new tokens.
     """
     vocab_size = model.config.vocab_size
-    stop = _check_settings(vocab_size, max_new_tokens, temperature, top_k, top_p, num_beams,
+    stop = check_settings(vocab_size, max_new_tokens, temperature, top_k, top_p, num_beams,
                            length_penalty, stop_token_ids)
     check_ids(prompt_ids, prompt_lengths, vocab_size, prompt_name)
     longest = int(prompt_lengths.max())

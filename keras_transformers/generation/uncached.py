@@ -9,28 +9,8 @@ positions only grow). The fixed window keeps one compiled step function for the 
 import numpy as np
 import tensorflow as tf
 
+from keras_transformers.generation.generate import check_ids, check_settings, pad_prompts
 from keras_transformers.generation.sampling import select_next_token
-
-
-def _check_arguments(token_ids, max_new_tokens, temperature, top_k, top_p, vocab_size):
-    token_ids = np.asarray(token_ids)
-    if token_ids.ndim != 2:
-        raise ValueError(f"`token_ids` must have shape (batch, prompt_len), got shape {token_ids.shape}.")
-    if token_ids.shape[0] == 0 or token_ids.shape[1] == 0:
-        raise ValueError(f"`token_ids` must hold at least one prompt token per row, got shape {token_ids.shape}.")
-    if not np.issubdtype(token_ids.dtype, np.integer):
-        raise ValueError(f"`token_ids` must be integers, got dtype {token_ids.dtype}.")
-    if token_ids.max() >= vocab_size or token_ids.min() < 0:
-        raise ValueError(f"`token_ids` holds ids outside [0, vocab_size={vocab_size}).")
-    if int(max_new_tokens) < 1:
-        raise ValueError(f"`max_new_tokens` must be >= 1, got {max_new_tokens}.")
-    if temperature < 0:
-        raise ValueError(f"`temperature` must be >= 0 (0 = greedy), got {temperature}.")
-    if top_k is not None and not 1 <= top_k <= vocab_size:
-        raise ValueError(f"`top_k` must be in [1, vocab_size={vocab_size}], got {top_k}.")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"`top_p` must be in (0, 1], got {top_p}.")
-    return token_ids.astype(np.int32)
 
 
 def generate_uncached(causal_lm, token_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
@@ -53,7 +33,13 @@ def generate_uncached(causal_lm, token_ids, max_new_tokens, temperature=1.0, top
         >>> generate_uncached(lm, [[0]], max_new_tokens=500, temperature=0.8)
     """
     config = causal_lm.config
-    sequence = _check_arguments(token_ids, max_new_tokens, temperature, top_k, top_p, config.vocab_size)
+    check_settings(config.vocab_size, max_new_tokens, temperature, top_k, top_p, num_beams=1)
+    sequence, lengths = pad_prompts(token_ids)
+    check_ids(sequence, lengths, config.vocab_size, "token_ids")
+    if (lengths != sequence.shape[1]).any():
+        raise ValueError("generate_uncached takes prompts of one length; CausalLM.generate takes "
+                         f"prompts of different lengths (got lengths {sorted(set(lengths.tolist()))}).")
+    sequence = sequence.astype(np.int32)
     batch = sequence.shape[0]
     window = min(config.max_length, sequence.shape[1] + int(max_new_tokens))
 

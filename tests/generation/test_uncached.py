@@ -45,7 +45,8 @@ def test_same_seed_same_samples_other_seed_other_samples(lm):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(token_ids=[[64]]), r"outside \[0, vocab_size=64\)"),
     (dict(token_ids=[1, 2]), r"shape \(batch, prompt_len\)"),
-    (dict(max_new_tokens=0), "`max_new_tokens` must be >= 1, got 0"),
+    (dict(max_new_tokens=0), "`max_new_tokens` must be a positive integer, got 0"),
+    (dict(token_ids=[[1, 2], [3]]), r"prompts of one length.*got lengths \[1, 2\]"),
     (dict(temperature=-1.0), "`temperature` must be >= 0"),
     (dict(top_k=65), r"`top_k` must be in \[1, vocab_size=64\], got 65"),
     (dict(top_p=0.0), r"`top_p` must be in \(0, 1\], got 0.0"),
