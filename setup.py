@@ -18,6 +18,8 @@ setup(
         "keras-hub",
         "tensorflow-text==2.21.*",
         "numpy",
+        "sacrebleu",
+        "seqeval",
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout", "tf2onnx", "onnxruntime"]},
     entry_points={"console_scripts": ["keras-transformers=keras_transformers.cli:main"]},
