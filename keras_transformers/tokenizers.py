@@ -96,3 +96,87 @@ def train_wordpiece(texts, vocabulary_size, lowercase=True, special_tokens=BERT_
     return keras_hub.tokenizers.compute_word_piece_vocabulary(
         texts, int(vocabulary_size), lowercase=lowercase, strip_accents=lowercase,
         reserved_tokens=list(special_tokens))
+
+
+def sentencepiece_tokenizer(proto, sequence_length=None):
+    """SentencePiece (T5, Llama 2, ALBERT...) from a ``.model`` file path or its serialized bytes.
+
+    Example:
+        >>> tokenizer = sentencepiece_tokenizer(train_sentencepiece(texts, vocabulary_size=500))
+    """
+    if isinstance(proto, (str, os.PathLike)) and not os.path.exists(os.fspath(proto)):
+        raise FileNotFoundError(f"No SentencePiece model at {os.fspath(proto)!r}.")
+    return keras_hub.tokenizers.SentencePieceTokenizer(
+        proto=os.fspath(proto) if isinstance(proto, os.PathLike) else proto,
+        sequence_length=sequence_length)
+
+
+def train_sentencepiece(texts, vocabulary_size, model_type="unigram", lowercase=False):
+    """Train a SentencePiece model on ``texts`` (strings, or a ``tf.data.Dataset`` of them).
+
+    Unlike SentencePiece's defaults, the text is not normalized (no NFKC, no whitespace
+    folding) and characters outside the learned pieces fall back to bytes, so ``detokenize``
+    gives back exactly the text that went in. Ids: ``<pad>`` 0, ``<unk>`` 1, ``<s>`` 2, ``</s>`` 3.
+
+    Returns:
+        The serialized model (bytes) for :func:`sentencepiece_tokenizer`; write it to a file
+        to keep it.
+    """
+    import io
+
+    import sentencepiece
+
+    if model_type not in ("unigram", "bpe"):
+        raise ValueError(f"`model_type` must be 'unigram' or 'bpe', got {model_type!r}.")
+    minimum = 256 + 4  # the byte-fallback pieces and the four special tokens
+    if int(vocabulary_size) <= minimum:
+        raise ValueError(f"`vocabulary_size` must exceed {minimum} (256 byte pieces + 4 special "
+                         f"tokens), got {vocabulary_size}.")
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(_strings(texts, lowercase)), model_writer=model,
+        vocab_size=int(vocabulary_size), model_type=model_type, byte_fallback=True,
+        normalization_rule_name="identity", remove_extra_whitespaces=False,
+        character_coverage=1.0, pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+        hard_vocab_limit=False, minloglevel=2)
+    return model.getvalue()
+
+
+def bytepair_tokenizer(vocabulary, merges, sequence_length=None):
+    """Byte-level BPE (GPT-2, RoBERTa, BART) from ``vocab.json`` + ``merges.txt`` (paths, or a
+    token→id dict and a list of ``"a b"`` merge rules)."""
+    for name, value in (("vocabulary", vocabulary), ("merges", merges)):
+        if isinstance(value, (str, os.PathLike)) and not os.path.exists(os.fspath(value)):
+            raise FileNotFoundError(f"No {name} file at {os.fspath(value)!r}.")
+    as_argument = (lambda v: os.fspath(v) if isinstance(v, os.PathLike) else v)
+    return keras_hub.tokenizers.BytePairTokenizer(
+        vocabulary=as_argument(vocabulary), merges=as_argument(merges), sequence_length=sequence_length)
+
+
+def train_bytepair(texts, vocabulary_size, special_tokens=("<|endoftext|>",)):
+    """Train a byte-level BPE vocabulary (GPT-2's byte alphabet, so any text round-trips).
+
+    Uses Hugging Face ``tokenizers`` (a KerasHub dependency) for the training.
+
+    Returns:
+        ``(vocabulary, merges)``: a token→id dict and the merge rules, for
+        :func:`bytepair_tokenizer`.
+    """
+    import tokenizers
+
+    if int(vocabulary_size) <= 256 + len(special_tokens):
+        raise ValueError(f"`vocabulary_size` must exceed {256 + len(special_tokens)} (the byte "
+                         f"alphabet and the special tokens), got {vocabulary_size}.")
+    trainer = tokenizers.ByteLevelBPETokenizer()
+    trainer.train_from_iterator(_strings(texts), vocab_size=int(vocabulary_size),
+                                special_tokens=list(special_tokens), show_progress=False)
+    model = __import__("json").loads(trainer.to_str())["model"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    return dict(model["vocab"]), merges
+
+
+def _strings(texts, lowercase=False):
+    """Python strings from a list of strings/bytes or a ``tf.data.Dataset`` of ``tf.string``."""
+    for text in (texts.as_numpy_iterator() if hasattr(texts, "as_numpy_iterator") else texts):
+        text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+        yield text.lower() if lowercase else text

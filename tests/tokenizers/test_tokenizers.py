@@ -10,7 +10,11 @@ import tensorflow as tf
 
 from keras_transformers.tokenizers import (
     byte_tokenizer,
+    bytepair_tokenizer,
     character_tokenizer,
+    sentencepiece_tokenizer,
+    train_bytepair,
+    train_sentencepiece,
     train_wordpiece,
     wordpiece_tokenizer,
 )
@@ -96,3 +100,36 @@ def test_tokenizers_run_inside_tf_data_and_a_keras_round_trip(tmp_path):
         model.save(path)
         restored = keras.saving.load_model(path)
         np.testing.assert_array_equal(np.asarray(restored(tf.constant(["the cat", "cat"]))), expected)
+
+
+CORPUS = ["The quick brown fox jumps over the lazy dog."] * 3 + VARIED_UNICODE + [
+    "Transformers read text as tokens; tokens come from a vocabulary learned on a corpus.",
+    "A second sentence, with other words: tokenizer, vocabulary, merges and pieces."]
+
+
+def test_trained_sentencepiece_round_trips_varied_unicode_even_unseen_characters():
+    tokenizer = sentencepiece_tokenizer(train_sentencepiece(CORPUS, vocabulary_size=400))
+    texts = VARIED_UNICODE + ["unseen: Ω ∑ 𝔘 ☃"]
+    assert as_text(tokenizer.detokenize(tokenizer.tokenize(tf.constant(texts)))) == texts
+
+
+def test_sentencepiece_loads_a_model_file(tmp_path):
+    path = tmp_path / "spm.model"
+    path.write_bytes(train_sentencepiece(CORPUS, vocabulary_size=400, model_type="bpe"))
+    ids = as_lists(sentencepiece_tokenizer(path).tokenize("the quick fox"))
+    assert ids == as_lists(sentencepiece_tokenizer(path.read_bytes()).tokenize("the quick fox"))
+    with pytest.raises(ValueError, match="`vocabulary_size` must exceed 260"):
+        train_sentencepiece(CORPUS, vocabulary_size=100)
+
+
+def test_trained_bytepair_round_trips_varied_unicode(tmp_path):
+    vocabulary, merges = train_bytepair(CORPUS, vocabulary_size=400)
+    assert len(vocabulary) <= 400 and merges
+    tokenizer = bytepair_tokenizer(vocabulary, merges)
+    texts = [t for t in VARIED_UNICODE if t] + ["unseen: Ω ∑ 𝔘 ☃"]
+    assert as_text(tokenizer.detokenize(tokenizer.tokenize(tf.constant(texts)))) == texts
+    # and from GPT-2-style files
+    (tmp_path / "vocab.json").write_text(json.dumps(vocabulary), encoding="utf-8")
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    from_files = bytepair_tokenizer(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    assert as_lists(from_files.tokenize("the quick fox")) == as_lists(tokenizer.tokenize("the quick fox"))
