@@ -1,0 +1,173 @@
+"""From token ids to model inputs, in the TensorFlow graph: packing with special tokens,
+truncation, padding, MLM masking, seq2seq pairs, and word labels aligned to subwords.
+
+Every function takes ``tf.RaggedTensor`` token ids ``(batch, None)`` (what a tokenizer gives a
+batch of strings) and returns dense tensors, so it runs inside ``tf.data`` and inside an
+exported graph. Only core TensorFlow ops are used (no ``TFText>RoundRobinTrim``, which TF
+Serving before 2.20 lacks).
+"""
+
+import tensorflow as tf
+
+IGNORE_LABEL = -100  # a label the task models' loss and metrics skip (any negative label is)
+
+
+def _ragged(ids, name):
+    if isinstance(ids, tf.RaggedTensor):
+        return ids
+    ids = tf.convert_to_tensor(ids)
+    if ids.shape.rank != 2:
+        raise ValueError(f"`{name}` must be (batch, None) ragged token ids, got shape {ids.shape}.")
+    return tf.RaggedTensor.from_tensor(ids)
+
+
+def _keep_first(ids, lengths):
+    """Each row of ``ids`` cut to its entry of ``lengths``."""
+    starts = ids.row_starts()
+    positions = tf.ragged.range(starts, starts + tf.cast(lengths, starts.dtype))
+    return tf.RaggedTensor.from_row_lengths(tf.gather(ids.flat_values, positions.flat_values),
+                                            positions.row_lengths())
+
+
+def truncation_lengths(first_lengths, second_lengths, budget):
+    """How many tokens of each segment fit in ``budget``: round-robin trimming, as
+    ``RoundRobinTrim`` does it (the longer segment loses tokens first; at a tie, the first
+    segment keeps the extra one), computed with arithmetic instead of that op."""
+    budget = tf.cast(budget, first_lengths.dtype)
+    first = tf.minimum(first_lengths, tf.maximum((budget + 1) // 2, budget - second_lengths))
+    second = tf.minimum(second_lengths, budget - first)
+    return first, second
+
+
+def pack(first, second=None, *, sequence_length, start_id, separator_id, end_id=None, pad_id=0):
+    """``[start] first [separator] (second [end or separator])`` per row, truncated and padded.
+
+    BERT: ``start=[CLS]``, ``separator=[SEP]`` (a pair is ``[CLS] a [SEP] b [SEP]``).
+    GPT / BART style: ``start=<s>``, ``separator=</s>``.
+
+    Args:
+        first: ``(batch, None)`` ragged ids of the first segment.
+        second: the second segment of sentence pairs, or ``None``.
+        sequence_length: output length; segments are trimmed round-robin to fit.
+        start_id, separator_id: the special ids; ``end_id`` closes a pair (default: separator).
+        pad_id: what fills the rest.
+
+    Returns:
+        ``{"token_ids", "padding_mask", "segment_ids"}``, each ``(batch, sequence_length)`` int32;
+        ``segment_ids`` is 0 up to the first separator, then 1.
+
+    Example:
+        >>> pack(tf.ragged.constant([[7, 8, 9]]), tf.ragged.constant([[5]]), sequence_length=7,
+        ...      start_id=101, separator_id=102)["token_ids"]
+        [[101, 7, 8, 9, 102, 5, 102]]
+    """
+    first = tf.cast(_ragged(first, "first"), tf.int32)
+    batch = first.nrows()
+    column = tf.ones([batch, 1], tf.int32)
+    specials = 2 if second is None else 3
+    budget = sequence_length - specials
+    if budget < (1 if second is None else 2):
+        raise ValueError(f"`sequence_length` {sequence_length} leaves no room for tokens after "
+                         f"{specials} special tokens.")
+    if second is None:
+        first = _keep_first(first, tf.minimum(first.row_lengths(), budget))
+        pieces = [column * start_id, first, column * separator_id]
+        segments = [column * 0, tf.zeros_like(first), column * 0]
+    else:
+        second = tf.cast(_ragged(second, "second"), tf.int32)
+        first_length, second_length = truncation_lengths(first.row_lengths(), second.row_lengths(), budget)
+        first, second = _keep_first(first, first_length), _keep_first(second, second_length)
+        end = separator_id if end_id is None else end_id
+        pieces = [column * start_id, first, column * separator_id, second, column * end]
+        segments = [column * 0, tf.zeros_like(first), column * 0, tf.ones_like(second), column]
+    token_ids = tf.concat(pieces, axis=1)
+    shape = [None, sequence_length]
+    return {"token_ids": token_ids.to_tensor(pad_id, shape=shape),
+            "padding_mask": tf.ones_like(token_ids).to_tensor(0, shape=shape),
+            "segment_ids": tf.concat(segments, axis=1).to_tensor(0, shape=shape)}
+
+
+def mask_tokens(token_ids, maskable, *, mask_id, vocab_size, rate=0.15, seed=None):
+    """BERT's masked-language-model corruption (Devlin et al., 2019, section 3.1).
+
+    Each maskable token is selected with probability ``rate``; a selected token becomes
+    ``mask_id`` 80% of the time, a random id 10%, and stays itself 10%.
+
+    Args:
+        token_ids: ``(batch, seq)`` int ids.
+        maskable: ``(batch, seq)`` bool, True for real, non-special tokens.
+        mask_id, vocab_size: the ``[MASK]`` id; random ids are drawn from ``[0, vocab_size)``.
+        rate: selection probability.
+        seed: ``(2,)`` int seed of the stateless draws; ``None`` draws one.
+
+    Returns:
+        ``(masked_ids, labels)``: the corrupted ids, and the original ids at selected positions
+        with :data:`IGNORE_LABEL` elsewhere (what :class:`MaskedLM` trains on).
+    """
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"`rate` must be in (0, 1), got {rate}.")
+    token_ids = tf.cast(token_ids, tf.int32)
+    if seed is None:
+        seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    shape = tf.shape(token_ids)
+    selected = tf.logical_and(tf.cast(maskable, tf.bool), tf.random.stateless_uniform(shape, seeds[0]) < rate)
+    action = tf.random.stateless_uniform(shape, seeds[1])
+    random_ids = tf.random.stateless_uniform(shape, seeds[2], maxval=vocab_size, dtype=tf.int32)
+    corrupted = tf.where(action < 0.8, mask_id, tf.where(action < 0.9, random_ids, token_ids))
+    return (tf.where(selected, corrupted, token_ids),
+            tf.where(selected, token_ids, IGNORE_LABEL))
+
+
+def seq2seq_pair(source, target, *, source_length, target_length, start_id, end_id, pad_id=0):
+    """Encoder inputs, teacher-forced decoder inputs and labels for one batch of pairs.
+
+    ``decoder_token_ids = [start] target``, ``labels = target [end]`` (the decoder input
+    shifted right), both cut to ``target_length``; the source gets ``end_id`` appended.
+
+    Returns:
+        ``(inputs, labels)``: inputs ``encoder_token_ids``, ``encoder_padding_mask``
+        ``(batch, source_length)``, ``decoder_token_ids``, ``decoder_padding_mask``
+        ``(batch, target_length)``; labels ``(batch, target_length)`` with ``pad_id`` on padding
+        (weighed 0 through ``decoder_padding_mask``).
+    """
+    source = tf.cast(_ragged(source, "source"), tf.int32)
+    target = tf.cast(_ragged(target, "target"), tf.int32)
+    column = tf.ones([source.nrows(), 1], tf.int32)
+    source = tf.concat([_keep_first(source, tf.minimum(source.row_lengths(), source_length - 1)),
+                        column * end_id], axis=1)
+    target = _keep_first(target, tf.minimum(target.row_lengths(), target_length - 1))
+    decoder_inputs = tf.concat([column * start_id, target], axis=1)
+    labels = tf.concat([target, column * end_id], axis=1)
+    source_shape, target_shape = [None, source_length], [None, target_length]
+    inputs = {"encoder_token_ids": source.to_tensor(pad_id, shape=source_shape),
+              "encoder_padding_mask": tf.ones_like(source).to_tensor(0, shape=source_shape),
+              "decoder_token_ids": decoder_inputs.to_tensor(pad_id, shape=target_shape),
+              "decoder_padding_mask": tf.ones_like(decoder_inputs).to_tensor(0, shape=target_shape)}
+    return inputs, labels.to_tensor(pad_id, shape=target_shape)
+
+
+def align_word_labels(word_pieces, word_labels):
+    """Word-level labels on subword tokens: each word's label on its first piece, and
+    :data:`IGNORE_LABEL` on the others (and so on any piece the loss should skip).
+
+    Args:
+        word_pieces: ``(batch, words, pieces)`` ragged ids, e.g. a WordPiece tokenizer applied
+            to ``(batch, words)`` ragged strings.
+        word_labels: ``(batch, words)`` ragged int labels.
+
+    Returns:
+        ``(piece_ids, piece_labels)``, both ``(batch, pieces)`` ragged, ready for :func:`pack`
+        (pack the labels with ``start_id=separator_id=IGNORE_LABEL, pad_id=IGNORE_LABEL``).
+    """
+    word_pieces = tf.cast(word_pieces, tf.int32)
+    word_labels = tf.cast(word_labels, tf.int32)
+    pieces_per_word = word_pieces.row_lengths(axis=2)  # (batch, words) ragged
+    tf.debugging.assert_equal(pieces_per_word.row_lengths(), word_labels.row_lengths(),
+                              message="`word_pieces` and `word_labels` must have the same words per row")
+    # Each word's pieces: its label, then IGNORE_LABEL for the rest.
+    first = tf.ragged.range(pieces_per_word.flat_values) == 0  # (words, pieces) ragged bool
+    labels = tf.where(first.flat_values,
+                      tf.repeat(word_labels.flat_values, pieces_per_word.flat_values), IGNORE_LABEL)
+    piece_labels = word_pieces.with_flat_values(labels)
+    return word_pieces.merge_dims(1, 2), piece_labels.merge_dims(1, 2)
