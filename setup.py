@@ -11,7 +11,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["keras_transformers", "keras_transformers.*"]),
-    package_data={"keras_transformers.data": ["*.gz", "CORPORA.md"]},
+    package_data={"keras_transformers.data": ["*.gz", "CORPORA.md"], "keras_transformers.export": ["*.txt"]},
     install_requires=[
         "tensorflow==2.21.*",
         "keras>=3.15",
