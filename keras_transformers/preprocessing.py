@@ -7,6 +7,7 @@ exported graph. Only core TensorFlow ops are used (no ``TFText>RoundRobinTrim``,
 Serving before 2.20 lacks).
 """
 
+import keras
 import tensorflow as tf
 
 IGNORE_LABEL = -100  # a label the task models' loss and metrics skip (any negative label is)
@@ -171,3 +172,60 @@ def align_word_labels(word_pieces, word_labels):
                       tf.repeat(word_labels.flat_values, pieces_per_word.flat_values), IGNORE_LABEL)
     piece_labels = word_pieces.with_flat_values(labels)
     return word_pieces.merge_dims(1, 2), piece_labels.merge_dims(1, 2)
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class TextPreprocessor(keras.layers.Layer):
+    """Strings in, model inputs out: a tokenizer, then :func:`pack`.
+
+    Attach one to a task model (``EncoderClassifier(..., preprocessor=...)``) and the model
+    fits on, evaluates and predicts from raw strings; it saves and loads with the model
+    (the tokenizer's vocabulary included).
+
+    Args:
+        tokenizer: a tokenizer from :mod:`keras_transformers.tokenizers`.
+        sequence_length: length of the packed inputs.
+        start_id, separator_id, end_id, pad_id: the special ids of :func:`pack` (BERT:
+            ``[CLS]``, ``[SEP]``; GPT / BART: ``<s>``, ``</s>``).
+        segment_ids: also output ``segment_ids`` (for a config with ``type_vocab_size > 0``).
+
+    Call: ``texts`` ``(batch,)`` strings, or a ``(first, second)`` pair of them for sentence
+    pairs. Returns ``{"token_ids", "padding_mask"(, "segment_ids")}``, ``(batch, sequence_length)``.
+
+    Example:
+        >>> preprocessor = TextPreprocessor(wordpiece_tokenizer("vocab.txt"), 128, start_id=101,
+        ...                                 separator_id=102)
+        >>> preprocessor(tf.constant(["a sentence", "another one"]))["token_ids"].shape
+        TensorShape([2, 128])
+    """
+
+    def __init__(self, tokenizer, sequence_length, start_id, separator_id, end_id=None, pad_id=0,
+                 segment_ids=False, **kwargs):
+        super().__init__(**kwargs)
+        self.tokenizer = tokenizer
+        self.sequence_length = int(sequence_length)
+        self.start_id, self.separator_id = int(start_id), int(separator_id)
+        self.end_id = None if end_id is None else int(end_id)
+        self.pad_id = int(pad_id)
+        self.segment_ids = bool(segment_ids)
+
+    def call(self, texts):
+        first, second = (texts, None) if not isinstance(texts, (tuple, list)) else texts
+        packed = pack(self.tokenizer(first), None if second is None else self.tokenizer(second),
+                      sequence_length=self.sequence_length, start_id=self.start_id,
+                      separator_id=self.separator_id, end_id=self.end_id, pad_id=self.pad_id)
+        if not self.segment_ids:
+            del packed["segment_ids"]
+        return packed
+
+    def get_config(self):
+        return {**super().get_config(), "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
+                "sequence_length": self.sequence_length, "start_id": self.start_id,
+                "separator_id": self.separator_id, "end_id": self.end_id, "pad_id": self.pad_id,
+                "segment_ids": self.segment_ids}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
+        return cls(**config)

@@ -82,9 +82,12 @@ class EncoderClassifier(_EncoderTask):
         num_classes: number of labels.
         pooling: ``"cls"`` or ``"mean"``.
         dropout: dropout before the classifier.
+        label_names: the names of the classes, for :meth:`predict_labels`.
+        preprocessor: a :class:`~keras_transformers.preprocessing.TextPreprocessor`; the model
+            then fits on, evaluates and predicts from raw strings.
 
-    Inputs: as :class:`Encoder`. Output: ``(batch, num_classes)`` float32 logits.
-    Labels for ``fit``: ``(batch,)`` class ids.
+    Inputs: as :class:`Encoder` (or strings, with a preprocessor). Output:
+    ``(batch, num_classes)`` float32 logits. Labels for ``fit``: ``(batch,)`` class ids.
 
     Example:
         >>> model = EncoderClassifier(TransformerConfig.from_preset("tiny"), num_classes=3)
@@ -93,11 +96,24 @@ class EncoderClassifier(_EncoderTask):
 
     POOLINGS = ("cls", "mean")
 
-    def __init__(self, backbone, num_classes, pooling="cls", dropout=0.1, **kwargs):
+    def __init__(self, backbone, num_classes, pooling="cls", dropout=0.1, label_names=None, **kwargs):
         super().__init__(backbone, num_classes, dropout=dropout, **kwargs)
         if pooling not in self.POOLINGS:
             raise ValueError(f"`pooling` must be one of {self.POOLINGS}, got {pooling!r}.")
         self.pooling = pooling
+        self.label_names = None if label_names is None else [str(name) for name in label_names]
+        if self.label_names is not None and len(self.label_names) != self.num_classes:
+            raise ValueError(f"`label_names` has {len(self.label_names)} names for "
+                             f"num_classes={self.num_classes}.")
+
+    def predict_labels(self, x, batch_size=None):
+        """Class names and probabilities: ``{"labels": [name per example], "probabilities":
+        (batch, num_classes)}``. ``x`` is raw strings with a preprocessor, else model inputs."""
+        if self.label_names is None:
+            raise ValueError("This classifier has no `label_names`; pass them when building it.")
+        probabilities = tf.nn.softmax(self.predict(x, batch_size=batch_size, verbose=0)).numpy()
+        return {"labels": [self.label_names[i] for i in probabilities.argmax(-1)],
+                "probabilities": probabilities}
 
     def call(self, inputs, training=None):
         sequence = self.backbone(inputs, training=training)
@@ -110,7 +126,7 @@ class EncoderClassifier(_EncoderTask):
         return tf.cast(logits, tf.float32)
 
     def get_config(self):
-        return {**super().get_config(), "pooling": self.pooling}
+        return {**super().get_config(), "pooling": self.pooling, "label_names": self.label_names}
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")

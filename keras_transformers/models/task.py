@@ -1,6 +1,7 @@
 """What every trainable model shares: default loss/metrics, and padding that never counts."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_transformers.models.losses import SparseCategoricalCrossentropy
@@ -36,6 +37,68 @@ class TaskModel(ShapeFreeBuild, keras.Model):
 
     labels_padding_mask = None  # per-example models; per-token ones name an input key
 
+    def __init__(self, preprocessor=None, **kwargs):
+        super().__init__(**kwargs)
+        self.preprocessor = preprocessor
+
+    # --- text in: with a preprocessor, fit / evaluate / predict take raw strings ----------------
+    # The strings are turned into inputs in the tf.data pipeline, outside the (XLA-compiled)
+    # step, as KerasHub's tasks do: XLA does not compile string ops.
+
+    def _is_text(self, x):
+        if self.preprocessor is None or x is None:
+            return False
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            spec = spec[0] if isinstance(spec, tuple) else spec
+            return all(s.dtype == tf.string for s in tf.nest.flatten(spec))
+        first = x[0] if isinstance(x, tuple) else x
+        return isinstance(first, (list, np.ndarray, tf.Tensor)) and np.asarray(first).dtype.kind in "USO"
+
+    def _text_dataset(self, x, y=None, sample_weight=None, batch_size=None, shuffle=False):
+        """``x`` (strings, or a dataset whose first component is strings) as a dataset of model
+        inputs; arrays are batched (``batch_size``, default 32) and, for ``fit``, shuffled."""
+        if not isinstance(x, tf.data.Dataset):
+            parts = tuple(part for part in (x, y, sample_weight) if part is not None)
+            x = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
+            if shuffle:
+                x = x.shuffle(len(parts[0]), reshuffle_each_iteration=True)
+            x = x.batch(batch_size or 32)
+
+        def preprocess(*element):
+            return (self.preprocessor(element[0]), *element[1:]) if len(element) > 1 else self.preprocessor(element[0])
+
+        return x.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def fit(self, x=None, y=None, batch_size=None, validation_data=None, sample_weight=None,
+            shuffle=True, **kwargs):
+        if self._is_text(x):
+            shuffle = shuffle and not isinstance(x, tf.data.Dataset)  # a dataset arrives shuffled or not
+            x = self._text_dataset(x, y, sample_weight, batch_size, shuffle=shuffle)
+            y, sample_weight, batch_size, shuffle = None, None, None, False
+        if isinstance(validation_data, tf.data.Dataset) and self._is_text(validation_data):
+            validation_data = self._text_dataset(validation_data)
+        elif isinstance(validation_data, tuple) and self._is_text(validation_data[0]):
+            validation_data = self._text_dataset(*validation_data)
+        return super().fit(x, y, batch_size=batch_size, validation_data=validation_data,
+                           sample_weight=sample_weight, shuffle=shuffle, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
+        if self._is_text(x):
+            x, y, sample_weight, batch_size = self._text_dataset(x, y, sample_weight, batch_size), None, None, None
+        return super().evaluate(x, y, batch_size=batch_size, sample_weight=sample_weight, **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        if self._is_text(x):
+            x, batch_size = self._text_dataset(x, batch_size=batch_size), None
+        return super().predict(x, batch_size=batch_size, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.preprocessor is not None:
+            config["preprocessor"] = keras.saving.serialize_keras_object(self.preprocessor)
+        return config
+
     def token_weights(self, x, y):
         """``(batch, seq)`` float weights of per-token labels, or ``None`` for per-example models:
         1 where the label's position is real and the label is not negative."""
@@ -62,8 +125,9 @@ class TaskModel(ShapeFreeBuild, keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        if isinstance(config.get("backbone"), dict):  # task models that wrap a backbone model
-            config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        for key in ("backbone", "preprocessor"):  # the backbone model, the attached preprocessor
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
     def compile_from_config(self, config):

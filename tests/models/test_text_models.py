@@ -1,0 +1,91 @@
+"""Text in, text out: a classifier with a preprocessor fits on strings, predicts label names,
+saves whole, and exports a serving graph whose ops TF Serving has."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_transformers import EncoderClassifier
+from keras_transformers.export import check_serving_ops
+from keras_transformers.ops import jit_compile_scope
+from keras_transformers.preprocessing import TextPreprocessor
+from keras_transformers.tokenizers import wordpiece_tokenizer
+from tests.models.helpers import tiny_config
+
+WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "film", "was", "a", "plot"]
+VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+
+
+def sentiment_texts(count, seed):
+    """Sentences whose label is whether they hold a positive or a negative word."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for _ in range(count):
+        label = int(rng.integers(2))
+        word = rng.choice(WORDS[:4] if label else WORDS[4:8])
+        filler = list(rng.choice(WORDS[8:], size=rng.integers(1, 5)))
+        filler.insert(int(rng.integers(len(filler) + 1)), word)
+        texts.append(" ".join(filler))
+        labels.append(label)
+    return np.array(texts), np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    keras.utils.set_random_seed(0)
+    preprocessor = TextPreprocessor(wordpiece_tokenizer(VOCABULARY), sequence_length=10, start_id=2,
+                                    separator_id=3)
+    model = EncoderClassifier(tiny_config("bert_like", vocab_size=len(VOCABULARY), dropout=0.0),
+                              num_classes=2, label_names=["negative", "positive"], preprocessor=preprocessor)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    texts, labels = sentiment_texts(512, seed=0)
+    model.fit(texts, labels, batch_size=32, epochs=4, verbose=0,
+              validation_data=tf.data.Dataset.from_tensor_slices(sentiment_texts(64, seed=2)).batch(32))
+    return model
+
+
+def test_fits_on_strings_and_predicts_label_names(classifier):
+    texts, labels = sentiment_texts(128, seed=1)
+    assert classifier.evaluate(texts, labels, verbose=0, return_dict=True)["accuracy"] > 0.95
+    predicted = classifier.predict_labels(["the film was great", "a sad plot"])
+    assert predicted["labels"] == ["positive", "negative"]
+    assert predicted["probabilities"].shape == (2, 2)
+    np.testing.assert_allclose(predicted["probabilities"].sum(-1), 1.0, rtol=1e-5)
+    dataset = tf.data.Dataset.from_tensor_slices((texts, labels)).batch(16)
+    assert classifier.evaluate(dataset, verbose=0, return_dict=True)["accuracy"] > 0.95
+
+
+def test_saves_and_loads_whole_with_its_tokenizer(classifier, tmp_path):
+    path = tmp_path / "classifier.keras"
+    classifier.save(path)
+    restored = keras.saving.load_model(path)
+    texts = ["the film was great", "a sad plot", "poor nice"]
+    np.testing.assert_allclose(restored.predict(texts, verbose=0), classifier.predict(texts, verbose=0), atol=1e-6)
+    assert restored.predict_labels(texts)["labels"] == classifier.predict_labels(texts)["labels"]
+
+
+def test_string_serving_graph_passes_the_tf_serving_op_allowlist(classifier, tmp_path):
+    module = tf.Module()
+    # Track what the graph reads (the weights, the tokenizer's vocabulary table) without the
+    # Keras model itself, whose automatic Keras signature would assume float inputs.
+    module.weights = list(classifier.weights)
+    module.preprocessor = classifier.preprocessor
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(texts):
+        return {"probabilities": tf.nn.softmax(classifier(classifier.preprocessor(texts)))}
+
+    with jit_compile_scope(False):  # TF Serving on CPU runs without XLA
+        module.serve = serve.get_concrete_function()
+        tf.saved_model.save(module, str(tmp_path / "served"), signatures={"serving_default": module.serve})
+    assert check_serving_ops(tmp_path / "served") == []
+    loaded = tf.saved_model.load(str(tmp_path / "served"))
+    texts = tf.constant(["the film was great", "a sad plot"])
+    np.testing.assert_allclose(loaded.signatures["serving_default"](texts)["probabilities"].numpy(),
+                               tf.nn.softmax(classifier.predict(texts.numpy(), verbose=0)).numpy(), atol=1e-5)
+
+
+def test_label_names_must_match_the_classes():
+    with pytest.raises(ValueError, match="`label_names` has 3 names for num_classes=2"):
+        EncoderClassifier(tiny_config(), num_classes=2, label_names=["a", "b", "c"])
