@@ -229,3 +229,63 @@ class TextPreprocessor(keras.layers.Layer):
         config = dict(config)
         config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class CausalLMPreprocessor(keras.layers.Layer):
+    """Strings in, next-token training pairs out: ``[start] tokens [end]``, cut to
+    ``sequence_length + 1``, as inputs (all but the last) and labels (all but the first).
+
+    Attached to a :class:`CausalLM`, it lets the model fit on raw strings and
+    ``generate_text`` from string prompts.
+
+    Args:
+        tokenizer: a tokenizer from :mod:`keras_transformers.tokenizers`.
+        sequence_length: length of the inputs and labels.
+        start_id: prepended to every text (BOS); ``end_id``: appended (EOS), and where
+            ``generate_text`` stops.
+        pad_id: what fills the rest (weighed 0 through ``padding_mask``).
+
+    Call: ``texts`` ``(batch,)`` strings → ``({"token_ids", "padding_mask"}, labels)``, each
+    ``(batch, sequence_length)``.
+    """
+
+    def __init__(self, tokenizer, sequence_length, start_id, end_id, pad_id=0, **kwargs):
+        super().__init__(**kwargs)
+        self.tokenizer = tokenizer
+        self.sequence_length = int(sequence_length)
+        self.start_id, self.end_id, self.pad_id = int(start_id), int(end_id), int(pad_id)
+
+    def call(self, texts):
+        ids = tf.cast(self.tokenizer(texts), tf.int32)
+        column = tf.ones([ids.nrows(), 1], tf.int32)
+        ids = tf.concat([column * self.start_id, ids, column * self.end_id], axis=1)
+        ids = _keep_first(ids, tf.minimum(ids.row_lengths(), self.sequence_length + 1))
+        shape = [None, self.sequence_length + 1]
+        dense = ids.to_tensor(self.pad_id, shape=shape)
+        mask = tf.ones_like(ids).to_tensor(0, shape=shape)
+        return {"token_ids": dense[:, :-1], "padding_mask": mask[:, 1:]}, dense[:, 1:]
+
+    def prompt_ids(self, prompts):
+        """``[start] tokens`` of each prompt, as lists of ids (for ``CausalLM.generate``)."""
+        ids = self.tokenizer(tf.constant(prompts))
+        ids = ids.to_list() if isinstance(ids, tf.RaggedTensor) else [list(row) for row in ids]
+        return [[self.start_id] + [int(i) for i in row] for row in ids]
+
+    def detokenize(self, ids):
+        """Text of each row of token ids (a list of lists)."""
+        texts = self.tokenizer.detokenize(tf.ragged.constant(ids, dtype=tf.int32))
+        texts = texts.numpy().tolist() if isinstance(texts, tf.Tensor) else texts
+        texts = texts if isinstance(texts, list) else [texts]
+        return [t.decode("utf-8") if isinstance(t, bytes) else t for t in texts]
+
+    def get_config(self):
+        return {**super().get_config(), "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
+                "sequence_length": self.sequence_length, "start_id": self.start_id,
+                "end_id": self.end_id, "pad_id": self.pad_id}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
+        return cls(**config)

@@ -207,6 +207,29 @@ class CausalLM(TaskModel):
                         length_penalty=length_penalty, stop_token_ids=stop_token_ids, seed=seed,
                         pad_token_id=self.config.pad_token_id, jit_compile=jit_compile)
 
+    def generate_text(self, prompts, max_new_tokens, **settings):
+        """Continue string prompts; needs an attached
+        :class:`~keras_transformers.preprocessing.CausalLMPreprocessor`.
+
+        Each prompt is tokenized after the start token; generation stops at the
+        preprocessor's end token (unless ``stop_token_ids`` says otherwise). Other settings
+        are those of :meth:`generate`. Returns the continuations (without the prompts) as str.
+
+        Example:
+            >>> lm.generate_text(["To be, or not"], max_new_tokens=40, temperature=0.8, seed=0)
+        """
+        if not hasattr(self.preprocessor, "prompt_ids"):
+            raise ValueError("generate_text needs a CausalLMPreprocessor: build the model with "
+                             "CausalLM(..., preprocessor=CausalLMPreprocessor(tokenizer, ...)).")
+        prompt_ids = self.preprocessor.prompt_ids(list(prompts))
+        stop_token_ids = settings.pop("stop_token_ids", None) or [self.preprocessor.end_id]
+        outputs = self.generate(prompt_ids, max_new_tokens, stop_token_ids=stop_token_ids, **settings)
+        continuations = []
+        for row, mask, prompt in zip(outputs["token_ids"], outputs["padding_mask"], prompt_ids):
+            new = row[mask][len(prompt):].tolist()
+            continuations.append(new[:-1] if new and new[-1] in stop_token_ids else new)
+        return self.preprocessor.detokenize(continuations)
+
     def generation_functions(self):
         """``(prefill, step)`` of :mod:`keras_transformers.generation.decoding`."""
 

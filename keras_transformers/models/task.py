@@ -66,7 +66,10 @@ class TaskModel(ShapeFreeBuild, keras.Model):
             x = x.batch(batch_size or 32)
 
         def preprocess(*element):
-            return (self.preprocessor(element[0]), *element[1:]) if len(element) > 1 else self.preprocessor(element[0])
+            inputs = self.preprocessor(element[0])
+            if isinstance(inputs, tuple):  # the preprocessor makes the labels (a language model)
+                return inputs
+            return (inputs, *element[1:]) if len(element) > 1 else inputs
 
         return x.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_transformers import EncoderClassifier
+from keras_transformers import CausalLM, EncoderClassifier
 from keras_transformers.export import check_serving_ops
 from keras_transformers.ops import jit_compile_scope
-from keras_transformers.preprocessing import TextPreprocessor
-from keras_transformers.tokenizers import wordpiece_tokenizer
+from keras_transformers.preprocessing import CausalLMPreprocessor, TextPreprocessor
+from keras_transformers.tokenizers import character_tokenizer, wordpiece_tokenizer
 from tests.models.helpers import tiny_config
 
 WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "film", "was", "a", "plot"]
@@ -89,3 +89,24 @@ def test_string_serving_graph_passes_the_tf_serving_op_allowlist(classifier, tmp
 def test_label_names_must_match_the_classes():
     with pytest.raises(ValueError, match="`label_names` has 3 names for num_classes=2"):
         EncoderClassifier(tiny_config(), num_classes=2, label_names=["a", "b", "c"])
+
+
+def test_causal_lm_fits_on_strings_and_generates_text(tmp_path):
+    keras.utils.set_random_seed(0)
+    # ASCII characters as ids; STX (2) and ETX (3) as start and end tokens.
+    preprocessor = CausalLMPreprocessor(character_tokenizer(vocabulary_size=128), sequence_length=12,
+                                        start_id=2, end_id=3)
+    lm = CausalLM(tiny_config("gpt2_like", vocab_size=128, max_length=16), preprocessor=preprocessor)
+    lm.compile(optimizer=keras.optimizers.Adam(1e-2))
+    texts = np.array(["abcdefgh", "hgfedcba"] * 128)
+    history = lm.fit(texts, epochs=6, batch_size=32, verbose=0)
+    assert history.history["accuracy"][-1] > 0.8
+    assert lm.generate_text(["abc", "hgf"], max_new_tokens=8) == ["defgh", "edcba"]  # stopped at ETX
+    path = tmp_path / "lm.keras"
+    lm.save(path)
+    assert keras.saving.load_model(path).generate_text(["abcd"], max_new_tokens=8) == ["efgh"]
+
+
+def test_generate_text_needs_a_causal_lm_preprocessor():
+    with pytest.raises(ValueError, match="generate_text needs a CausalLMPreprocessor"):
+        CausalLM(tiny_config("gpt2_like")).generate_text(["a"], max_new_tokens=2)
