@@ -133,3 +133,16 @@ def test_trained_bytepair_round_trips_varied_unicode(tmp_path):
     (tmp_path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     from_files = bytepair_tokenizer(tmp_path / "vocab.json", tmp_path / "merges.txt")
     assert as_lists(from_files.tokenize("the quick fox")) == as_lists(tokenizer.tokenize("the quick fox"))
+
+
+def test_sentencepiece_and_bytepair_save_and_load_with_a_keras_model(tmp_path):
+    vocabulary, merges = train_bytepair(CORPUS, vocabulary_size=400)
+    for tokenizer in (sentencepiece_tokenizer(train_sentencepiece(CORPUS, vocabulary_size=400), sequence_length=8),
+                      bytepair_tokenizer(vocabulary, merges, sequence_length=8)):
+        inputs = keras.Input(shape=(), dtype="string")
+        model = keras.Model(inputs, tokenizer(inputs))
+        texts = tf.constant(["the quick fox", "Café 🙂"])
+        expected = np.asarray(model(texts))
+        path = tmp_path / f"{type(tokenizer).__name__}.keras"
+        model.save(path)
+        np.testing.assert_array_equal(np.asarray(keras.saving.load_model(path)(texts)), expected)
