@@ -174,8 +174,30 @@ def align_word_labels(word_pieces, word_labels):
     return word_pieces.merge_dims(1, 2), piece_labels.merge_dims(1, 2)
 
 
+class _TokenizingLayer(keras.layers.Layer):
+    """A preprocessing layer that owns a tokenizer: it saves the tokenizer (its vocabulary
+    included) in its config and rebuilds it on load."""
+
+    def __init__(self, tokenizer, **kwargs):
+        super().__init__(**kwargs)
+        self.tokenizer = tokenizer
+
+    def build(self, input_shape=None):
+        # No weights: the tokenizer builds its own lookup tables when it is made.
+        self.built = True
+
+    def get_config(self):
+        return {**super().get_config(), "tokenizer": keras.saving.serialize_keras_object(self.tokenizer)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="keras_transformers")
-class TextPreprocessor(keras.layers.Layer):
+class TextPreprocessor(_TokenizingLayer):
     """Strings in, model inputs out: a tokenizer, then :func:`pack`.
 
     Attach one to a task model (``EncoderClassifier(..., preprocessor=...)``) and the model
@@ -201,8 +223,7 @@ class TextPreprocessor(keras.layers.Layer):
 
     def __init__(self, tokenizer, sequence_length, start_id, separator_id, end_id=None, pad_id=0,
                  segment_ids=False, **kwargs):
-        super().__init__(**kwargs)
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer, **kwargs)
         self.sequence_length = int(sequence_length)
         self.start_id, self.separator_id = int(start_id), int(separator_id)
         self.end_id = None if end_id is None else int(end_id)
@@ -219,20 +240,13 @@ class TextPreprocessor(keras.layers.Layer):
         return packed
 
     def get_config(self):
-        return {**super().get_config(), "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
-                "sequence_length": self.sequence_length, "start_id": self.start_id,
-                "separator_id": self.separator_id, "end_id": self.end_id, "pad_id": self.pad_id,
-                "segment_ids": self.segment_ids}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
-        return cls(**config)
+        return {**super().get_config(), "sequence_length": self.sequence_length,
+                "start_id": self.start_id, "separator_id": self.separator_id,
+                "end_id": self.end_id, "pad_id": self.pad_id, "segment_ids": self.segment_ids}
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
-class CausalLMPreprocessor(keras.layers.Layer):
+class CausalLMPreprocessor(_TokenizingLayer):
     """Strings in, next-token training pairs out: ``[start] tokens [end]``, cut to
     ``sequence_length + 1``, as inputs (all but the last) and labels (all but the first).
 
@@ -251,8 +265,7 @@ class CausalLMPreprocessor(keras.layers.Layer):
     """
 
     def __init__(self, tokenizer, sequence_length, start_id, end_id, pad_id=0, **kwargs):
-        super().__init__(**kwargs)
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer, **kwargs)
         self.sequence_length = int(sequence_length)
         self.start_id, self.end_id, self.pad_id = int(start_id), int(end_id), int(pad_id)
 
@@ -280,12 +293,5 @@ class CausalLMPreprocessor(keras.layers.Layer):
         return [t.decode("utf-8") if isinstance(t, bytes) else t for t in texts]
 
     def get_config(self):
-        return {**super().get_config(), "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
-                "sequence_length": self.sequence_length, "start_id": self.start_id,
-                "end_id": self.end_id, "pad_id": self.pad_id}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
-        return cls(**config)
+        return {**super().get_config(), "sequence_length": self.sequence_length,
+                "start_id": self.start_id, "end_id": self.end_id, "pad_id": self.pad_id}
