@@ -186,6 +186,19 @@ class _TokenizingLayer(keras.layers.Layer):
         # No weights: the tokenizer builds its own lookup tables when it is made.
         self.built = True
 
+    def token_lists(self, texts):
+        """The token ids of each text, as Python lists (eager use: building generation prompts)."""
+        ids = self.tokenizer(tf.constant(list(texts)))
+        ids = ids.to_list() if isinstance(ids, tf.RaggedTensor) else ids
+        return [[int(i) for i in row] for row in ids]
+
+    def detokenize(self, ids):
+        """Text of each row of token ids (a list of lists)."""
+        texts = self.tokenizer.detokenize(tf.ragged.constant(ids, dtype=tf.int32))
+        texts = texts.numpy().tolist() if isinstance(texts, tf.Tensor) else texts
+        texts = texts if isinstance(texts, list) else [texts]
+        return [t.decode("utf-8") if isinstance(t, bytes) else t for t in texts]
+
     def get_config(self):
         return {**super().get_config(), "tokenizer": keras.saving.serialize_keras_object(self.tokenizer)}
 
@@ -281,17 +294,46 @@ class CausalLMPreprocessor(_TokenizingLayer):
 
     def prompt_ids(self, prompts):
         """``[start] tokens`` of each prompt, as lists of ids (for ``CausalLM.generate``)."""
-        ids = self.tokenizer(tf.constant(prompts))
-        ids = ids.to_list() if isinstance(ids, tf.RaggedTensor) else [list(row) for row in ids]
-        return [[self.start_id] + [int(i) for i in row] for row in ids]
-
-    def detokenize(self, ids):
-        """Text of each row of token ids (a list of lists)."""
-        texts = self.tokenizer.detokenize(tf.ragged.constant(ids, dtype=tf.int32))
-        texts = texts.numpy().tolist() if isinstance(texts, tf.Tensor) else texts
-        texts = texts if isinstance(texts, list) else [texts]
-        return [t.decode("utf-8") if isinstance(t, bytes) else t for t in texts]
+        return [[self.start_id] + row for row in self.token_lists(prompts)]
 
     def get_config(self):
         return {**super().get_config(), "sequence_length": self.sequence_length,
                 "start_id": self.start_id, "end_id": self.end_id, "pad_id": self.pad_id}
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class Seq2SeqPreprocessor(_TokenizingLayer):
+    """``(sources, targets)`` strings in, :func:`seq2seq_pair` out: encoder inputs, the target
+    shifted right behind ``start_id`` as decoder inputs, and ``target [end]`` as labels.
+
+    Attached to a :class:`Seq2Seq`, it lets the model fit on string pairs (pass
+    ``x=(sources, targets)``, or a dataset of ``((source, target),)`` elements) and
+    ``generate_text`` from source strings.
+
+    Args:
+        tokenizer: one tokenizer for both sides (the model shares one vocabulary).
+        source_length, target_length: lengths of the encoder and decoder inputs.
+        start_id: the decoder's first token; ``end_id``: closes sources and targets, and is
+            where ``generate_text`` stops.
+        pad_id: what fills the rest.
+    """
+
+    def __init__(self, tokenizer, source_length, target_length, start_id, end_id, pad_id=0, **kwargs):
+        super().__init__(tokenizer, **kwargs)
+        self.source_length, self.target_length = int(source_length), int(target_length)
+        self.start_id, self.end_id, self.pad_id = int(start_id), int(end_id), int(pad_id)
+
+    def call(self, pairs):
+        sources, targets = pairs
+        return seq2seq_pair(self.tokenizer(sources), self.tokenizer(targets),
+                            source_length=self.source_length, target_length=self.target_length,
+                            start_id=self.start_id, end_id=self.end_id, pad_id=self.pad_id)
+
+    def source_ids(self, sources):
+        """``tokens [end]`` of each source, cut as in training, as lists of ids."""
+        return [row[:self.source_length - 1] + [self.end_id] for row in self.token_lists(sources)]
+
+    def get_config(self):
+        return {**super().get_config(), "source_length": self.source_length,
+                "target_length": self.target_length, "start_id": self.start_id,
+                "end_id": self.end_id, "pad_id": self.pad_id}

@@ -140,6 +140,30 @@ class Seq2Seq(TaskModel):
         return {"decoder_token_ids": outputs["token_ids"],
                 "decoder_padding_mask": outputs["padding_mask"]}
 
+    def generate_text(self, sources, max_new_tokens, **settings):
+        """Translate source strings; needs an attached
+        :class:`~keras_transformers.preprocessing.Seq2SeqPreprocessor`.
+
+        Sources are tokenized as in training; decoding starts at the preprocessor's start token
+        and stops at its end token (unless ``stop_token_ids`` says otherwise). Other settings are
+        those of :meth:`generate` (``num_beams``, ``temperature``, ...). Returns strings.
+
+        Example:
+            >>> model.generate_text(["Ein Hund rennt."], max_new_tokens=30, num_beams=4)
+        """
+        if not hasattr(self.preprocessor, "source_ids"):
+            raise ValueError("generate_text needs a Seq2SeqPreprocessor: build the model with "
+                             "Seq2Seq(..., preprocessor=Seq2SeqPreprocessor(tokenizer, ...)).")
+        stop_token_ids = settings.pop("stop_token_ids", None) or [self.preprocessor.end_id]
+        outputs = self.generate(self.preprocessor.source_ids(list(sources)), max_new_tokens,
+                                start_token_id=self.preprocessor.start_id,
+                                stop_token_ids=stop_token_ids, **settings)
+        targets = []
+        for row, mask in zip(outputs["decoder_token_ids"], outputs["decoder_padding_mask"]):
+            new = row[mask][1:].tolist()  # after the start token
+            targets.append(new[:-1] if new and new[-1] in stop_token_ids else new)
+        return self.preprocessor.detokenize(targets)
+
     def generation_functions(self):
         """``(prefill, step)`` of :mod:`keras_transformers.generation.decoding`; the prefill
         also takes the padded source ids and mask, and returns the encoder's cross-attention

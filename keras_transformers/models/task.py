@@ -59,10 +59,11 @@ class TaskModel(ShapeFreeBuild, keras.Model):
         """``x`` (strings, or a dataset whose first component is strings) as a dataset of model
         inputs; arrays are batched (``batch_size``, default 32) and, for ``fit``, shuffled."""
         if not isinstance(x, tf.data.Dataset):
+            # Always a tuple, so that x itself may be a tuple (sentence pairs, seq2seq pairs).
             parts = tuple(part for part in (x, y, sample_weight) if part is not None)
-            x = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
+            x = tf.data.Dataset.from_tensor_slices(parts)
             if shuffle:
-                x = x.shuffle(len(parts[0]), reshuffle_each_iteration=True)
+                x = x.shuffle(len(parts[-1]), reshuffle_each_iteration=True)
             x = x.batch(batch_size or 32)
 
         def preprocess(*element):
