@@ -277,6 +277,8 @@ class CausalLMPreprocessor(_TokenizingLayer):
     ``(batch, sequence_length)``.
     """
 
+    makes_labels = True  # a task model hands it whole dataset elements, labels included
+
     def __init__(self, tokenizer, sequence_length, start_id, end_id, pad_id=0, **kwargs):
         super().__init__(tokenizer, **kwargs)
         self.sequence_length = int(sequence_length)
@@ -307,7 +309,7 @@ class Seq2SeqPreprocessor(_TokenizingLayer):
     shifted right behind ``start_id`` as decoder inputs, and ``target [end]`` as labels.
 
     Attached to a :class:`Seq2Seq`, it lets the model fit on string pairs (pass
-    ``x=(sources, targets)``, or a dataset of ``((source, target),)`` elements) and
+    ``x=(sources, targets)``, or a dataset of ``(source, target)`` elements) and
     ``generate_text`` from source strings.
 
     Args:
@@ -317,6 +319,8 @@ class Seq2SeqPreprocessor(_TokenizingLayer):
             where ``generate_text`` stops.
         pad_id: what fills the rest.
     """
+
+    makes_labels = True
 
     def __init__(self, tokenizer, source_length, target_length, start_id, end_id, pad_id=0, **kwargs):
         super().__init__(tokenizer, **kwargs)
@@ -337,3 +341,66 @@ class Seq2SeqPreprocessor(_TokenizingLayer):
         return {**super().get_config(), "source_length": self.source_length,
                 "target_length": self.target_length, "start_id": self.start_id,
                 "end_id": self.end_id, "pad_id": self.pad_id}
+
+
+@keras.saving.register_keras_serializable(package="keras_transformers")
+class TaggingPreprocessor(_TokenizingLayer):
+    """Words and word tags in, subword inputs and labels out (CoNLL-style tagging).
+
+    Each word is tokenized; its tag goes on its first subword and :data:`IGNORE_LABEL` on the
+    others (:func:`align_word_labels`), then both are packed with ``[CLS] ... [SEP]``.
+
+    Args:
+        tokenizer: a subword tokenizer (WordPiece for BERT-family encoders).
+        sequence_length: length of the packed inputs (long sentences are cut).
+        start_id, separator_id, pad_id: as :func:`pack`.
+        label_names: the tags, e.g. ``conll_tags(path)``; their index is the class id.
+
+    Call: ``words`` ``(batch, None)`` ragged strings → inputs; or ``(words, tags)`` (ragged
+    strings, as ``read_conll(...).ragged_batch(n)`` gives them) → ``(inputs, labels)``.
+    """
+
+    makes_labels = True
+
+    def __init__(self, tokenizer, sequence_length, start_id, separator_id, label_names, pad_id=0, **kwargs):
+        super().__init__(tokenizer, **kwargs)
+        self.sequence_length = int(sequence_length)
+        self.start_id, self.separator_id, self.pad_id = int(start_id), int(separator_id), int(pad_id)
+        self.label_names = [str(name) for name in label_names]
+
+    def _pack(self, ids):
+        return pack(ids, sequence_length=self.sequence_length, start_id=self.start_id,
+                    separator_id=self.separator_id, pad_id=self.pad_id)
+
+    def call(self, words):
+        words, tags = words if isinstance(words, (tuple, list)) else (words, None)
+        pieces = self.tokenizer(words)  # (batch, words, pieces)
+        if tags is None:
+            inputs = self._pack(pieces.merge_dims(1, 2))
+            del inputs["segment_ids"]
+            return inputs
+        is_name = tf.equal(tags.flat_values[:, None], tf.constant(self.label_names)[None, :])
+        tf.debugging.assert_equal(tf.reduce_all(tf.reduce_any(is_name, axis=1)), True,
+                                  message=f"a tag outside label_names {self.label_names}")
+        tag_ids = tags.with_flat_values(tf.argmax(is_name, axis=1, output_type=tf.int32))
+        piece_ids, piece_labels = align_word_labels(pieces, tag_ids)
+        inputs = self._pack(piece_ids)
+        del inputs["segment_ids"]
+        labels = pack(piece_labels, sequence_length=self.sequence_length, start_id=IGNORE_LABEL,
+                      separator_id=IGNORE_LABEL, pad_id=IGNORE_LABEL)["token_ids"]
+        return inputs, labels
+
+    def first_piece_positions(self, words):
+        """``(batch, words)`` ragged positions of each word's first subword in the packed
+        inputs (after the start token); positions past the sequence were cut off."""
+        pieces_per_word = tf.cast(self.tokenizer(words).row_lengths(axis=2), tf.int32)
+        counts = pieces_per_word.flat_values
+        before = tf.cumsum(counts, exclusive=True)  # over the whole batch; then per row:
+        row_offsets = tf.repeat(tf.gather(tf.concat([before, [0]], 0), pieces_per_word.row_starts()),
+                                pieces_per_word.row_lengths())
+        return pieces_per_word.with_flat_values(before - row_offsets + 1)
+
+    def get_config(self):
+        return {**super().get_config(), "sequence_length": self.sequence_length,
+                "start_id": self.start_id, "separator_id": self.separator_id,
+                "label_names": self.label_names, "pad_id": self.pad_id}

@@ -1,6 +1,7 @@
 """The encoder backbone (BERT family) and its task models."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_transformers.layers import EncoderBlock, make_norm
@@ -146,6 +147,38 @@ class EncoderTokenClassifier(_EncoderTask):
     def call(self, inputs, training=None):
         sequence = self.backbone(inputs, training=training)
         return tf.cast(self.classifier(self.dropout_layer(sequence, training=training)), tf.float32)
+
+    def predict_entities(self, sentences):
+        """Entity spans of tokenized sentences; needs an attached
+        :class:`~keras_transformers.preprocessing.TaggingPreprocessor` (IOB2 ``label_names``).
+
+        Each word takes the tag predicted on its first subword (words cut off by the sequence
+        length are ``O``); spans are read from the tags as conlleval reads them (seqeval).
+
+        Args:
+            sentences: a list of word lists, e.g. ``[["EU", "rejects", "German", "call"]]``.
+
+        Returns:
+            Per sentence, a list of ``{"type", "start", "end", "text"}`` (word indices,
+            ``end`` inclusive; ``text`` the words joined by spaces).
+        """
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        if not hasattr(self.preprocessor, "first_piece_positions"):
+            raise ValueError("predict_entities needs a TaggingPreprocessor: build the tagger with "
+                             "EncoderTokenClassifier(..., preprocessor=TaggingPreprocessor(...)).")
+        words = tf.ragged.constant([list(sentence) for sentence in sentences], dtype=tf.string)
+        inputs, positions = tf.function(lambda w: (self.preprocessor(w),
+                                                   self.preprocessor.first_piece_positions(w)))(words)
+        predicted = np.asarray(self.predict_on_batch(inputs)).argmax(-1)
+        names = self.preprocessor.label_names
+        results = []
+        for row, (sentence, word_positions) in enumerate(zip(sentences, positions.to_list())):
+            tags = [names[predicted[row, p]] if p < predicted.shape[1] - 1 else "O" for p in word_positions]
+            results.append([{"type": kind, "start": start, "end": end,
+                             "text": " ".join(sentence[start:end + 1])}
+                            for kind, start, end in get_entities(tags)])
+        return results
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")

@@ -67,9 +67,9 @@ class TaskModel(ShapeFreeBuild, keras.Model):
             x = x.batch(batch_size or 32)
 
         def preprocess(*element):
+            if getattr(self.preprocessor, "makes_labels", False):  # LM, seq2seq, tagging: it
+                return self.preprocessor(element if len(element) > 1 else element[0])  # sees all
             inputs = self.preprocessor(element[0])
-            if isinstance(inputs, tuple):  # the preprocessor makes the labels (a language model)
-                return inputs
             return (inputs, *element[1:]) if len(element) > 1 else inputs
 
         return x.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

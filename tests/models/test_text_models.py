@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_transformers import CausalLM, EncoderClassifier, Seq2Seq
+from keras_transformers import CausalLM, EncoderClassifier, EncoderTokenClassifier, Seq2Seq
 from keras_transformers.export import check_serving_ops
 from keras_transformers.ops import jit_compile_scope
-from keras_transformers.preprocessing import CausalLMPreprocessor, Seq2SeqPreprocessor, TextPreprocessor
+from keras_transformers.preprocessing import (
+    CausalLMPreprocessor,
+    Seq2SeqPreprocessor,
+    TaggingPreprocessor,
+    TextPreprocessor,
+)
 from keras_transformers.tokenizers import character_tokenizer, wordpiece_tokenizer
 from tests.models.helpers import tiny_config
 
@@ -128,3 +133,41 @@ def test_seq2seq_fits_on_string_pairs_and_translates(tmp_path):
     path = tmp_path / "seq2seq.keras"
     model.save(path)
     assert keras.saving.load_model(path).generate_text(["abc"], max_new_tokens=6) == ["cba"]
+
+
+def test_tagger_fits_on_conll_style_words_and_predicts_entity_spans(tmp_path):
+    keras.utils.set_random_seed(0)
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "eu", "reject", "##s", "german", "call",
+                  "to", "boy", "##cott", "brit", "##ish", "lamb", "peter", "bl", "##ack", "##burn"]
+    label_names = ["B-MISC", "B-ORG", "B-PER", "I-MISC", "I-ORG", "I-PER", "O"]
+    preprocessor = TaggingPreprocessor(wordpiece_tokenizer(vocabulary), sequence_length=16, start_id=2,
+                                       separator_id=3, label_names=label_names)
+    tagger = EncoderTokenClassifier(tiny_config("bert_like", vocab_size=len(vocabulary), dropout=0.0),
+                                    num_classes=len(label_names), preprocessor=preprocessor)
+    tagger.compile(optimizer=keras.optimizers.Adam(3e-3))
+    sentences = [(["EU", "rejects", "German", "call"], ["B-ORG", "O", "B-MISC", "O"]),
+                 (["Peter", "Blackburn"], ["B-PER", "I-PER"]),
+                 (["boycott", "British", "lamb"], ["O", "B-MISC", "O"])]
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter(sentences * 64), output_signature=(tf.TensorSpec([None], tf.string),) * 2)
+    history = tagger.fit(dataset.ragged_batch(16).repeat(), steps_per_epoch=12, epochs=6, verbose=0)
+    assert history.history["accuracy"][-1] > 0.95
+    entities = tagger.predict_entities([words for words, _ in sentences])
+    assert entities == [
+        [{"type": "ORG", "start": 0, "end": 0, "text": "EU"}, {"type": "MISC", "start": 2, "end": 2, "text": "German"}],
+        [{"type": "PER", "start": 0, "end": 1, "text": "Peter Blackburn"}],
+        [{"type": "MISC", "start": 1, "end": 1, "text": "British"}]]
+    path = tmp_path / "tagger.keras"
+    tagger.save(path)
+    assert keras.saving.load_model(path).predict_entities([["Peter", "Blackburn"]]) == [entities[1]]
+
+
+def test_tagging_preprocessor_puts_tags_on_first_subwords():
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "eu", "reject", "##s"]
+    preprocessor = TaggingPreprocessor(wordpiece_tokenizer(vocabulary), sequence_length=6, start_id=2,
+                                       separator_id=3, label_names=["B-ORG", "O"])
+    words, tags = tf.ragged.constant([["EU", "rejects"]]), tf.ragged.constant([["B-ORG", "O"]])
+    inputs, labels = tf.function(preprocessor)((words, tags))
+    np.testing.assert_array_equal(inputs["token_ids"], [[2, 5, 6, 7, 3, 0]])
+    np.testing.assert_array_equal(labels, [[-100, 0, 1, -100, -100, -100]])
+    assert tf.function(preprocessor.first_piece_positions)(words).to_list() == [[1, 2]]
