@@ -94,6 +94,24 @@ class Decoder(Backbone):
             new_cache.append(layer_cache)
         return self.finish(x), new_cache
 
+    def prefill(self, token_ids, lengths, cache_length, cross_attention_caches=None,
+                encoder_padding_mask=None):
+        """Run right-padded prompts ``(batch, prompt_len)`` (real lengths ``lengths``) into a
+        fresh cache of ``cache_length`` slots. Returns ``(hidden, cache)`` with ``hidden`` the
+        ``(batch, hidden)`` state after each row's last real token."""
+        cache = self.init_cache(tf.shape(token_ids)[0], cache_length)
+        slots = tf.broadcast_to(tf.range(tf.shape(token_ids)[1])[None, :], tf.shape(token_ids))
+        hidden, cache = self.call_with_cache(token_ids, slots, cache, cross_attention_caches,
+                                             encoder_padding_mask)
+        return tf.gather(hidden, lengths - 1, batch_dims=1), cache
+
+    def decode_step(self, token_ids, slots, cache, cross_attention_caches=None,
+                    encoder_padding_mask=None):
+        """One ``(batch,)`` token per row at its ``(batch,)`` slot → ``((batch, hidden), cache)``."""
+        hidden, cache = self.call_with_cache(token_ids[:, None], slots[:, None], cache,
+                                             cross_attention_caches, encoder_padding_mask)
+        return hidden[:, 0], cache
+
     def get_config(self):
         return {**super().get_config(), "cross_attention": self.cross_attention}
 
@@ -234,15 +252,12 @@ class CausalLM(TaskModel):
         """``(prefill, step)`` of :mod:`keras_transformers.generation.decoding`."""
 
         def prefill(prompt_ids, prompt_lengths, cache_length):
-            cache = self.backbone.init_cache(tf.shape(prompt_ids)[0], cache_length)
-            slots = tf.broadcast_to(tf.range(tf.shape(prompt_ids)[1])[None, :], tf.shape(prompt_ids))
-            hidden, cache = self.backbone.call_with_cache(prompt_ids, slots, cache)
-            last_hidden = tf.gather(hidden, prompt_lengths - 1, batch_dims=1)  # (batch, hidden)
-            return self.lm_head(last_hidden), cache, ()
+            hidden, cache = self.backbone.prefill(prompt_ids, prompt_lengths, cache_length)
+            return self.lm_head(hidden), cache, ()
 
         def step(token_ids, slots, cache, context):
-            hidden, cache = self.backbone.call_with_cache(token_ids[:, None], slots[:, None], cache)
-            return self.lm_head(hidden[:, 0]), cache
+            hidden, cache = self.backbone.decode_step(token_ids, slots, cache)
+            return self.lm_head(hidden), cache
 
         return prefill, step
 

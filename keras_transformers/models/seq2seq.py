@@ -173,17 +173,13 @@ class Seq2Seq(TaskModel):
             encoder_sequence = self.encoder({"token_ids": source_ids, "padding_mask": source_mask})
             cross_caches = [block.cross_attention_layer.key_values(encoder_sequence)
                             for block in self.decoder.blocks]
-            cache = self.decoder.init_cache(tf.shape(prompt_ids)[0], cache_length)
-            slots = tf.broadcast_to(tf.range(tf.shape(prompt_ids)[1])[None, :], tf.shape(prompt_ids))
-            hidden, cache = self.decoder.call_with_cache(prompt_ids, slots, cache, cross_caches, source_mask)
-            last_hidden = tf.gather(hidden, prompt_lengths - 1, batch_dims=1)
-            return self.lm_head(last_hidden), cache, (cross_caches, source_mask)
+            hidden, cache = self.decoder.prefill(prompt_ids, prompt_lengths, cache_length,
+                                                 cross_caches, source_mask)
+            return self.lm_head(hidden), cache, (cross_caches, source_mask)
 
         def step(token_ids, slots, cache, context):
-            cross_caches, source_mask = context
-            hidden, cache = self.decoder.call_with_cache(token_ids[:, None], slots[:, None], cache,
-                                                         cross_caches, source_mask)
-            return self.lm_head(hidden[:, 0]), cache
+            hidden, cache = self.decoder.decode_step(token_ids, slots, cache, *context)
+            return self.lm_head(hidden), cache
 
         return prefill, step
 
