@@ -30,6 +30,12 @@ def _keep_first(ids, lengths):
                                             positions.row_lengths())
 
 
+def _to_lists(ids):
+    """Ragged (or dense) ids as a list of lists of Python ints."""
+    ids = ids.to_list() if isinstance(ids, tf.RaggedTensor) else ids
+    return [[int(i) for i in row] for row in ids]
+
+
 def truncation_lengths(first_lengths, second_lengths, budget):
     """How many tokens of each segment fit in ``budget``: round-robin trimming, as
     ``RoundRobinTrim`` does it (the longer segment loses tokens first; at a tie, the first
@@ -188,9 +194,7 @@ class _TokenizingLayer(keras.layers.Layer):
 
     def token_lists(self, texts):
         """The token ids of each text, as Python lists (eager use: building generation prompts)."""
-        ids = self.tokenizer(tf.constant(list(texts)))
-        ids = ids.to_list() if isinstance(ids, tf.RaggedTensor) else ids
-        return [[int(i) for i in row] for row in ids]
+        return _to_lists(self.tokenizer(tf.constant(list(texts))))
 
     def detokenize(self, ids):
         """Text of each row of token ids (a list of lists)."""
@@ -294,9 +298,14 @@ class CausalLMPreprocessor(_TokenizingLayer):
         mask = tf.ones_like(ids).to_tensor(0, shape=shape)
         return {"token_ids": dense[:, :-1], "padding_mask": mask[:, 1:]}, dense[:, 1:]
 
+    def prompts(self, texts):
+        """``[start] tokens`` of each text: ``(batch, None)`` ragged int32 (graph or eager)."""
+        ids = tf.cast(self.tokenizer(texts), tf.int32)
+        return tf.concat([tf.ones([ids.nrows(), 1], tf.int32) * self.start_id, ids], axis=1)
+
     def prompt_ids(self, prompts):
-        """``[start] tokens`` of each prompt, as lists of ids (for ``CausalLM.generate``)."""
-        return [[self.start_id] + row for row in self.token_lists(prompts)]
+        """:meth:`prompts` as lists of ids (for ``CausalLM.generate``)."""
+        return _to_lists(tf.function(self.prompts)(tf.constant(list(prompts))))
 
     def get_config(self):
         return {**super().get_config(), "sequence_length": self.sequence_length,
@@ -333,9 +342,16 @@ class Seq2SeqPreprocessor(_TokenizingLayer):
                             source_length=self.source_length, target_length=self.target_length,
                             start_id=self.start_id, end_id=self.end_id, pad_id=self.pad_id)
 
+    def sources(self, texts):
+        """``tokens [end]`` of each text, cut to ``source_length`` as in training: ``(batch,
+        None)`` ragged int32 (graph or eager)."""
+        ids = tf.cast(self.tokenizer(texts), tf.int32)
+        ids = _keep_first(ids, tf.minimum(ids.row_lengths(), self.source_length - 1))
+        return tf.concat([ids, tf.ones([ids.nrows(), 1], tf.int32) * self.end_id], axis=1)
+
     def source_ids(self, sources):
-        """``tokens [end]`` of each source, cut as in training, as lists of ids."""
-        return [row[:self.source_length - 1] + [self.end_id] for row in self.token_lists(sources)]
+        """:meth:`sources` as lists of ids (for ``Seq2Seq.generate``)."""
+        return _to_lists(tf.function(self.sources)(tf.constant(list(sources))))
 
     def get_config(self):
         return {**super().get_config(), "source_length": self.source_length,

@@ -228,3 +228,21 @@ def assert_serving_ops(export_dir, allowlist=None):
     lines = [f"The SavedModel in {os.fspath(export_dir)!r} uses {len(missing)} op{plural} {where}:"]
     lines += [f"  - {op}: {_explain(op)}" for op in missing]
     raise ValueError("\n".join(lines))
+
+
+def xla_functions(export_dir):
+    """Names of the SavedModel's functions marked ``_XlaMustCompile`` (they run only with
+    XLA, which TF Serving on CPU enables only with ``--xla_cpu_compilation_enabled``, and
+    which tf2onnx cannot convert)."""
+    graph = _read_saved_model(export_dir).meta_graphs[0].graph_def
+    return sorted(function.signature.name for function in graph.library.function
+                  if function.attr["_XlaMustCompile"].b)
+
+
+def assert_no_xla(export_dir):
+    """Raise a ``ValueError`` naming the functions of :func:`xla_functions`, if any."""
+    marked = xla_functions(export_dir)
+    if marked:
+        raise ValueError(f"The SavedModel in {export_dir} has {len(marked)} functions marked "
+                         f"_XlaMustCompile, which TF Serving on CPU cannot run: {marked[:5]}. Trace "
+                         "the model under keras_transformers.ops.jit_compile_scope(False).")

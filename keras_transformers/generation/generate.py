@@ -171,7 +171,7 @@ def generate(model, prompt_ids, prompt_lengths, max_new_tokens, *, max_length, t
     compiled = _compiled.setdefault(model, {})
     if key not in compiled:
         with jit_compile_scope(jit_compile):  # the attention core follows the loop: XLA or not
-            compiled[key] = _decode_function(model, static).get_concrete_function(*inputs)
+            compiled[key] = decode_function(model, static).get_concrete_function(*inputs)
     tokens, new_lengths = compiled[key](*inputs)
     total = prompt_lengths + new_lengths.numpy()
     width = longest + max_new_tokens
@@ -181,7 +181,16 @@ def generate(model, prompt_ids, prompt_lengths, max_new_tokens, *, max_length, t
             "padding_mask": np.arange(width)[None, :] < total[:, None]}
 
 
-def _decode_function(model, static):
+def decode_function(model, static):
+    """``model``'s decode loop for one static setting, as a ``tf.function`` (XLA-compiled when
+    ``jit_compile``). :func:`generate` calls it on padded NumPy prompts; the serving signatures
+    of :mod:`keras_transformers.export` call it inside their graph.
+
+    ``static`` is ``(max_new_tokens, num_beams, greedy, top_k, use_top_p, jit_compile,
+    pad_token_id)``; the function takes ``(prompt_ids, prompt_lengths, extra_inputs, seed,
+    stop_token_ids, temperature, top_p, length_penalty)`` and returns ``(tokens, new_lengths)``
+    as :func:`~keras_transformers.generation.decoding.sample` does.
+    """
     max_new_tokens, num_beams, greedy, top_k, use_top_p, jit_compile, pad_token_id = static
     prefill, step = model.generation_functions()
 

@@ -1,7 +1,6 @@
 """The encoder backbone (BERT family) and its task models."""
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_transformers.layers import EncoderBlock, make_norm
@@ -148,12 +147,35 @@ class EncoderTokenClassifier(_EncoderTask):
         sequence = self.backbone(inputs, training=training)
         return tf.cast(self.classifier(self.dropout_layer(sequence, training=training)), tf.float32)
 
+    def _check_tagging_preprocessor(self, method):
+        if not hasattr(self.preprocessor, "first_piece_positions"):
+            raise ValueError(f"{method} needs a TaggingPreprocessor: build the tagger with "
+                             "EncoderTokenClassifier(..., preprocessor=TaggingPreprocessor(...)).")
+
+    def tag_words(self, words):
+        """The tag of every word: ``(batch, None)`` ragged word strings → ``(batch, None)``
+        ragged tag strings (graph or eager; the serving signature runs it).
+
+        Each word takes the tag predicted on its first subword; words cut off by the sequence
+        length are ``O``. Needs an attached
+        :class:`~keras_transformers.preprocessing.TaggingPreprocessor`.
+        """
+        self._check_tagging_preprocessor("tag_words")
+        positions = self.preprocessor.first_piece_positions(words)  # (batch, words)
+        predicted = tf.argmax(self(self.preprocessor(words), training=False), -1, output_type=tf.int32)
+        length = tf.shape(predicted)[1]
+        flat_positions = positions.flat_values
+        indices = tf.stack([tf.cast(positions.value_rowids(), tf.int32),
+                            tf.minimum(flat_positions, length - 1)], axis=-1)
+        tags = tf.gather(tf.constant(self.preprocessor.label_names), tf.gather_nd(predicted, indices))
+        return positions.with_flat_values(tf.where(flat_positions < length - 1, tags, "O"))
+
     def predict_entities(self, sentences):
         """Entity spans of tokenized sentences; needs an attached
         :class:`~keras_transformers.preprocessing.TaggingPreprocessor` (IOB2 ``label_names``).
 
-        Each word takes the tag predicted on its first subword (words cut off by the sequence
-        length are ``O``); spans are read from the tags as conlleval reads them (seqeval).
+        Words are tagged by :meth:`tag_words`; spans are read from the tags as conlleval reads
+        them (seqeval).
 
         Args:
             sentences: a list of word lists, e.g. ``[["EU", "rejects", "German", "call"]]``.
@@ -164,21 +186,12 @@ class EncoderTokenClassifier(_EncoderTask):
         """
         from seqeval.metrics.sequence_labeling import get_entities
 
-        if not hasattr(self.preprocessor, "first_piece_positions"):
-            raise ValueError("predict_entities needs a TaggingPreprocessor: build the tagger with "
-                             "EncoderTokenClassifier(..., preprocessor=TaggingPreprocessor(...)).")
+        self._check_tagging_preprocessor("predict_entities")
         words = tf.ragged.constant([list(sentence) for sentence in sentences], dtype=tf.string)
-        inputs, positions = tf.function(lambda w: (self.preprocessor(w),
-                                                   self.preprocessor.first_piece_positions(w)))(words)
-        predicted = np.asarray(self.predict_on_batch(inputs)).argmax(-1)
-        names = self.preprocessor.label_names
-        results = []
-        for row, (sentence, word_positions) in enumerate(zip(sentences, positions.to_list())):
-            tags = [names[predicted[row, p]] if p < predicted.shape[1] - 1 else "O" for p in word_positions]
-            results.append([{"type": kind, "start": start, "end": end,
-                             "text": " ".join(sentence[start:end + 1])}
-                            for kind, start, end in get_entities(tags)])
-        return results
+        tags = tf.function(self.tag_words)(words).to_list()
+        return [[{"type": kind, "start": start, "end": end, "text": " ".join(sentence[start:end + 1])}
+                 for kind, start, end in get_entities([tag.decode() for tag in sentence_tags])]
+                for sentence, sentence_tags in zip(sentences, tags)]
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
