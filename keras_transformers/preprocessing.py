@@ -299,7 +299,8 @@ class CausalLMPreprocessor(_TokenizingLayer):
         return {"token_ids": dense[:, :-1], "padding_mask": mask[:, 1:]}, dense[:, 1:]
 
     def prompts(self, texts):
-        """``[start] tokens`` of each text: ``(batch, None)`` ragged int32 (graph or eager)."""
+        """``[start] tokens`` of each text: ``(batch, None)`` ragged int32, in a graph
+        (``tf.function``, ``tf.data``)."""
         ids = tf.cast(self.tokenizer(texts), tf.int32)
         return tf.concat([tf.ones([ids.nrows(), 1], tf.int32) * self.start_id, ids], axis=1)
 
@@ -344,7 +345,7 @@ class Seq2SeqPreprocessor(_TokenizingLayer):
 
     def sources(self, texts):
         """``tokens [end]`` of each text, cut to ``source_length`` as in training: ``(batch,
-        None)`` ragged int32 (graph or eager)."""
+        None)`` ragged int32, in a graph (``tf.function``, ``tf.data``)."""
         ids = tf.cast(self.tokenizer(texts), tf.int32)
         ids = _keep_first(ids, tf.minimum(ids.row_lengths(), self.source_length - 1))
         return tf.concat([ids, tf.ones([ids.nrows(), 1], tf.int32) * self.end_id], axis=1)

@@ -138,7 +138,7 @@ def _save(model, path, settings, jit_compile):
     module = tf.Module()
     # Track what the graphs read (weights; the tokenizer's lookup tables) but not the Keras
     # model itself, whose automatic Keras signature would assume float inputs.
-    module.model_variables = list(model.variables)
+    module.model_variables = [variable.value for variable in model.variables]  # the tf.Variables
     if model.preprocessor is not None:
         module.preprocessor = model.preprocessor
     functions = serving_functions(model, settings)

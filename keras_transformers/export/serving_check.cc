@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   }
 
   tensorflow::SavedModelBundle bundle;
-  tensorflow::Status status = tensorflow::LoadSavedModel(
+  absl::Status status = tensorflow::LoadSavedModel(
       tensorflow::SessionOptions(), tensorflow::RunOptions(), export_dir, {"serve"}, &bundle);
   if (!status.ok()) return Fail("LoadSavedModel: " + std::string(status.message()));
 
@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
 
   for (size_t i = 0; i < keys.size(); ++i) {
     tensorflow::TensorProto proto;
-    outputs[i].AsProtoTensorContent(&proto);
+    outputs[i].AsProtoField(&proto);  // typed fields: strings cannot go in tensor_content
     status = tensorflow::WriteBinaryProto(tensorflow::Env::Default(), output_dir + "/" + keys[i] + ".pb", proto);
     if (!status.ok()) return Fail("output " + keys[i] + ": " + std::string(status.message()));
   }

@@ -154,7 +154,7 @@ class EncoderTokenClassifier(_EncoderTask):
 
     def tag_words(self, words):
         """The tag of every word: ``(batch, None)`` ragged word strings → ``(batch, None)``
-        ragged tag strings (graph or eager; the serving signature runs it).
+        ragged tag strings in a graph (``tf.function``; the serving signature runs it).
 
         Each word takes the tag predicted on its first subword; words cut off by the sequence
         length are ``O``. Needs an attached
