@@ -1,6 +1,7 @@
 """Shipping a model: a verified SavedModel for TF Serving, ONNX for ONNX Runtime, and the
 checks behind both (TF Serving's op set, a TensorFlow-only process, the C++ loader)."""
 
+from keras_transformers.export.onnx import export_onnx
 from keras_transformers.export.savedmodel import export_savedmodel
 from keras_transformers.export.serving_ops import (
     TF_TEXT_VERSION,
@@ -23,6 +24,7 @@ __all__ = [
     "assert_serving_ops",
     "check_serving_ops",
     "core_tf_ops",
+    "export_onnx",
     "export_savedmodel",
     "read_warmup_requests",
     "savedmodel_ops",

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_transformers.ops import gelu
+
 ACTIVATIONS = ("relu", "gelu", "gelu_approximate", "swiglu")
 
 
@@ -62,7 +64,7 @@ class FeedForward(keras.layers.Layer):
         elif self.activation == "relu":
             hidden = tf.nn.relu(self.up_proj(x))
         else:
-            hidden = tf.nn.gelu(self.up_proj(x), approximate=self.activation == "gelu_approximate")
+            hidden = gelu(self.up_proj(x), approximate=self.activation == "gelu_approximate")
         return self.down_proj(self.dropout_layer(hidden, training=training))
 
     def get_config(self):

@@ -12,6 +12,7 @@ from keras_transformers.models.backbone import (
 )
 from keras_transformers.models.inputs import check_inputs
 from keras_transformers.models.task import TaskModel
+from keras_transformers.ops import gelu
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -214,7 +215,7 @@ class MaskedLM(TaskModel):
         super().__init__(**kwargs)
         self.backbone = resolve_backbone(backbone, Encoder, self.dtype_policy)
         c = self.backbone.config
-        self.transform = keras.layers.Dense(c.hidden_size, activation="gelu",
+        self.transform = keras.layers.Dense(c.hidden_size,  # then GELU (ops.gelu, which ONNX has)
                                             kernel_initializer=kernel_initializer(c),
                                             name="transform", dtype=self.dtype_policy)
         self.transform_norm = make_norm(c.norm_type, c.norm_epsilon, "transform_norm",
@@ -231,7 +232,7 @@ class MaskedLM(TaskModel):
         self.built = True
 
     def call(self, inputs, training=None):
-        hidden = self.transform_norm(self.transform(self.backbone(inputs, training=training)))
+        hidden = self.transform_norm(gelu(self.transform(self.backbone(inputs, training=training))))
         logits = self.backbone.embeddings.token_embedding.project(hidden)
         return tf.cast(logits, tf.float32) + self.output_bias
 
