@@ -11,7 +11,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["keras_transformers", "keras_transformers.*"]),
-    package_data={"keras_transformers.data": ["*.gz", "CORPORA.md"], "keras_transformers.export": ["*.txt"]},
+    package_data={"keras_transformers.data": ["*.gz", "CORPORA.md"], "keras_transformers.export": ["*.txt", "*.cc"]},
     install_requires=[
         "tensorflow==2.21.*",
         "keras>=3.15",
@@ -20,7 +20,9 @@ setup(
         "numpy",
         "sacrebleu",
         "seqeval",
+        "tensorflow-serving-api==2.21.*",  # PredictionLog protos for the warmup requests
     ],
-    extras_require={"test": ["pytest>=8", "pytest-timeout", "tf2onnx", "onnxruntime"]},
+    extras_require={"onnx": ["tf2onnx", "onnxruntime"],
+                    "test": ["pytest>=8", "pytest-timeout", "tf2onnx", "onnxruntime"]},
     entry_points={"console_scripts": ["keras-transformers=keras_transformers.cli:main"]},
 )

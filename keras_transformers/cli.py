@@ -1,6 +1,7 @@
 """The ``keras-transformers`` command."""
 
 import argparse
+import os
 import sys
 
 
@@ -27,7 +28,53 @@ def build_parser():
     quickstart.add_argument("--save", metavar="PATH.keras", help="save the trained model there")
     quickstart.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     quickstart.add_argument("--no-xla", action="store_true", help="train without XLA compilation")
+
+    export = commands.add_parser("export", help="export a saved model (.keras) for TF Serving or ONNX Runtime, "
+                                                "verified against the Keras model")
+    export.add_argument("format", choices=("savedmodel", "onnx"))
+    export.add_argument("model", metavar="MODEL.keras", help="a model saved with model.save()")
+    export.add_argument("output", metavar="OUT", help="savedmodel: the model directory TF Serving polls "
+                                                      "(a new version goes in OUT/<version>); onnx: a new directory")
+    export.add_argument("--version", dest="model_version", type=_positive,
+                        help="savedmodel: the version number (default: the next one)")
+    export.add_argument("--max-new-tokens", type=_positive, help="generation: tokens to generate (default 32)")
+    export.add_argument("--num-beams", type=_positive, help="generation: beam search width (default 1: greedy)")
+    export.add_argument("--temperature", type=float, help="generation: sampling temperature (default 0: greedy)")
+    export.add_argument("--top-k", type=_positive, help="generation: sample among the k most likely tokens")
+    export.add_argument("--top-p", type=float, help="generation: sample from the nucleus of this probability")
+    export.add_argument("--seed", type=int, help="generation: a fixed sampling seed (default: fresh per request)")
+    export.add_argument("--xla", action="store_true", help="savedmodel: keep XLA in the graph (GPU serving)")
+    export.add_argument("--cpp-check", action="store_true",
+                        help="savedmodel: also run every signature through the C++ loader (needs g++)")
+    export.add_argument("--opset", type=_positive, default=17, help="onnx: the ONNX opset (default 17)")
+    export.add_argument("--no-verify", action="store_true", help="skip the verification against Keras")
     return parser
+
+
+def _export(args):
+    import keras
+
+    from keras_transformers import export
+
+    if not args.model.endswith(".keras"):
+        print(f"MODEL must be a .keras file saved with model.save(), got {args.model!r}", file=sys.stderr)
+        return 2
+    model = keras.saving.load_model(args.model)
+    if args.format == "onnx":
+        path = export.export_onnx(model, args.output, opset=args.opset, verify=not args.no_verify)
+        print(f"wrote {path}: {', '.join(sorted(os.listdir(path)))}")
+        return 0
+    generation = {key: getattr(args, key) for key in ("max_new_tokens", "num_beams", "temperature", "top_k",
+                                                       "top_p", "seed") if getattr(args, key) is not None}
+    path = export.export_savedmodel(model, args.output, args.model_version, generation=generation or None,
+                                    jit_compile=args.xla, verify=not args.no_verify)
+    verified = "" if args.no_verify else ", verified in a TensorFlow-only process"
+    print(f"wrote {path}{verified}")
+    if args.cpp_check:
+        from keras_transformers.export.cpp import verify_with_cpp
+
+        print(f"C++ LoadSavedModel + Session::Run matched Keras on {verify_with_cpp(model, path)} requests")
+    return 0
 
 
 def main(argv=None):
@@ -40,6 +87,8 @@ def main(argv=None):
     if args.command is None:
         build_parser().print_help()
         return 2
+    if args.command == "export":
+        return _export(args)
     if args.save and not args.save.endswith(".keras"):
         print(f"--save must name a .keras file, got {args.save!r}", file=sys.stderr)
         return 2

@@ -89,3 +89,24 @@ def run_serving_check(export_dir, signature, inputs, binary=None, timeout=600):
                 proto.ParseFromString(f.read())
             outputs[file_name[:-len(".pb")]] = tf.make_ndarray(proto)
     return outputs
+
+
+def verify_with_cpp(model, export_dir, binary=None):
+    """Run every warmup request of ``export_dir`` through the C++ loader and compare with
+    ``model`` as the export's own verification does; raises ``ExportVerificationError`` on a
+    difference. Returns the number of requests checked."""
+    import json
+
+    from keras_transformers.export.verify import compare_outputs, reference_outputs
+    from keras_transformers.export.warmup import read_warmup_requests
+
+    binary = binary or build_serving_check()
+    with open(os.path.join(export_dir, "assets", "export.json")) as f:
+        settings = json.load(f)["generation"]
+    requests = read_warmup_requests(export_dir)
+    for name, inputs in requests:
+        outputs = run_serving_check(export_dir, name, inputs, binary=binary)
+        shape = {key: np.shape(value) for key, value in inputs.items()}
+        compare_outputs(reference_outputs(model, name, inputs, settings), outputs,
+                        f"C++ LoadSavedModel, signature {name!r} on inputs of shape {shape}")
+    return len(requests)

@@ -14,6 +14,12 @@ class ShapeFreeBuild:
     def get_build_config(self):
         return {"input_shape": None}
 
+    def save(self, filepath, *args, **kwargs):
+        # An unbuilt model would save no weights, and its file would not load.
+        if not self.built:
+            self.build(None)
+        return super().save(filepath, *args, **kwargs)
+
     def build_from_config(self, config):
         self.build(None)
         if not self.trainable:  # a saved trainable=False must also reach the layers just built

@@ -152,15 +152,32 @@ def test_ops_are_tf_servings_and_nothing_needs_xla(exported, kind):
 def test_cpp_loader_runs_every_signature_like_python(exported):
     if shutil.which("g++") is None:
         pytest.skip("g++ is not installed: the C++ serving check cannot be built")
-    from keras_transformers.export.cpp import build_serving_check, run_serving_check
+    from keras_transformers.export.cpp import build_serving_check, verify_with_cpp
 
     binary = build_serving_check()
     for kind in KINDS:
         model, path = exported(kind)
-        for name, inputs in read_warmup_requests(path):
-            outputs = run_serving_check(path, name, inputs, binary=binary)
-            compare_outputs(reference_outputs(model, name, inputs, _settings(model)), outputs,
-                            f"C++ {kind} {name}")
+        assert verify_with_cpp(model, path, binary=binary) == 4  # both signatures, batches of 7 and 1
+
+
+def test_cpp_check_catches_a_difference(exported, monkeypatch):
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed")
+    import keras_transformers.export.verify as verify_module
+    from keras_transformers.export.cpp import verify_with_cpp
+
+    model, path = exported("tagger")
+    real = verify_module.reference_outputs
+
+    def other_tags(*args):
+        outputs = real(*args)
+        if "tags" in outputs:
+            outputs["tags"] = np.where(outputs["tags"] == b"", b"", b"B-XYZ").astype(object)
+        return outputs
+
+    monkeypatch.setattr(verify_module, "reference_outputs", other_tags)
+    with pytest.raises(ExportVerificationError, match=r"(?s)C\+\+ LoadSavedModel, signature 'serving_default'.*'tags' differs"):
+        verify_with_cpp(model, path)
 
 
 def test_cpp_check_reports_a_missing_signature(exported):

@@ -152,3 +152,11 @@ def test_compiled_and_fitted_model_reloads_compiled_and_continues_training(name,
     history = loaded.fit(inputs, labels, batch_size=2, epochs=2, verbose=0)
     assert int(loaded.optimizer.iterations) == 5
     assert np.isfinite(history.history["loss"]).all()
+
+
+def test_a_model_saved_before_its_first_call_loads(tmp_path):
+    model = CausalLM(tiny_config("gpt2_like"))  # never called: save() builds it first
+    model.save(tmp_path / "unbuilt.keras")
+    restored = keras.saving.load_model(tmp_path / "unbuilt.keras")
+    inputs = token_inputs()
+    np.testing.assert_array_equal(numpy_outputs(restored, inputs), numpy_outputs(model, inputs))
