@@ -21,7 +21,7 @@ from keras_transformers.export import (
     serving_op_allowlist,
     xla_functions,
 )
-from keras_transformers.export.signatures import sample_ids, sample_texts
+from keras_transformers.export.signatures import sample_ids
 from keras_transformers.export.verify import compare_outputs, reference_outputs, replay_in_fresh_process
 from tests.export.conftest import GENERATION
 from tests.export.models import KINDS, TAGS, build
@@ -257,8 +257,8 @@ def test_generation_settings_are_checked():
 
 def test_beam_search_export_reproduces_keras(tmp_path):
     model = build("seq2seq")
-    path = export_savedmodel(model, tmp_path, generation={"max_new_tokens": 6, "num_beams": 3},
-                             texts=sample_texts()[:3])
-    outputs = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(["abc"]))
+    path = export_savedmodel(model, tmp_path, generation={"max_new_tokens": 6, "num_beams": 3}, verify=False)
+    texts = ["abc", "An old man walks"]
+    outputs = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(texts))
     assert [t.decode() for t in outputs["generated_text"].numpy()] == model.generate_text(
-        ["abc"], max_new_tokens=6, num_beams=3)
+        texts, max_new_tokens=6, num_beams=3)
