@@ -25,12 +25,12 @@ sizes and sequence lengths; generative models must also give Keras' greedy ids t
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from keras_transformers.export import onnx_generate
+from keras_transformers.export.atomic import atomic_directory
 from keras_transformers.export.signatures import ids_input_names, is_generative, model_config, sample_ids
 from keras_transformers.export.verify import ExportVerificationError
 from keras_transformers.models import Seq2Seq
@@ -65,10 +65,7 @@ def export_onnx(model, path, opset=17, *, verify=True):
         raise FileExistsError(f"`path` {path} exists and is not empty; export_onnx writes a new directory.")
     if not model.built:
         model.build(None)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
-    try:
+    with atomic_directory(path) as work:
         graphs = _graphs(model)
         for name, (function, specs) in graphs.items():
             with jit_compile_scope(False):  # tf2onnx cannot convert functions marked for XLA
@@ -85,12 +82,6 @@ def export_onnx(model, path, opset=17, *, verify=True):
                                  for batch, length in ((7, 9), (1, 4))])
             if is_generative(model):
                 check_onnx_generation(model, work)
-        if os.path.exists(path):
-            os.rmdir(path)
-        os.rename(work, path)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return path
 
 

@@ -20,13 +20,12 @@ into place in one ``os.rename``. Any failure, Ctrl-C included, removes the tempo
 import json
 import os
 import re
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transformers.export.atomic import atomic_directory
 from keras_transformers.export.serving_ops import assert_no_xla, assert_serving_ops
 from keras_transformers.export.signatures import (
     TEXT_INPUT,
@@ -100,8 +99,7 @@ def export_savedmodel(model, export_dir, version=None, *, generation=None, jit_c
         raise ValueError(f"`generation` settings apply to a CausalLM or Seq2Seq with its preprocessor; "
                          f"this {type(model).__name__} has no text generation signature.")
 
-    work = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
-    try:
+    with atomic_directory(target) as work:
         signatures = _save(model, work, settings, jit_compile)
         requests = _sample_requests(model, signatures, texts)
         write_warmup_requests(work, requests, model_name or os.path.basename(export_dir))
@@ -114,10 +112,6 @@ def export_savedmodel(model, export_dir, version=None, *, generation=None, jit_c
             for (name, inputs), want, got in zip(requests, expected, replay_in_fresh_process(work)):
                 shape = {key: np.shape(value) for key, value in inputs.items()}
                 compare_outputs(want, got, f"Signature {name!r} on inputs of shape {shape}")
-        os.rename(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return target
 
 
