@@ -1,0 +1,122 @@
+"""SST-2 sentiment from scratch: a transformer encoder classifier, accuracy on dev.
+
+Anchor: "Transformer w/o pre-training" 84.0 on SST-2 (Radford et al. 2018, GPT-1, Table 5).
+Here: a lower-cased WordPiece vocabulary learned from the training phrases, a 2-layer pre-norm
+encoder (width 256, 4 heads, FFN 512, dropout 0.1) under
+:class:`~keras_transformers.EncoderClassifier` with mean pooling and a
+:class:`~keras_transformers.preprocessing.TextPreprocessor`, trained on the 67,349 GLUE training
+phrases with AdamW (warm-up, cosine decay). The number is the dev accuracy after the last epoch
+(no selection on dev).
+
+    python benchmarks/anchors/sst2.py ../shared/data/sst2
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import runner  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_transformers.data import read_labeled  # noqa: E402
+from keras_transformers.models import EncoderClassifier, TransformerConfig  # noqa: E402
+from keras_transformers.preprocessing import TextPreprocessor  # noqa: E402
+from keras_transformers.tokenizers import train_wordpiece, wordpiece_tokenizer  # noqa: E402
+
+TASK = "sst2"
+ANCHOR = {"value": 84.0, "metric": "SST-2 accuracy",
+          "source": "Radford et al. 2018 (GPT-1), Table 5, 'Transformer w/o pre-training'"}
+SEQUENCE_LENGTH = 64
+
+
+def options(parser):
+    parser.add_argument("--vocabulary-size", type=int, default=16000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+
+
+def main(argv=None):
+    started = time.perf_counter()
+    args = runner.arguments(TASK, __doc__.split("\n")[0], "sst2", argv, options)
+    train_texts, train_labels = map(list, zip(*[(t.decode(), int(label)) for t, label in read_labeled(
+        os.path.join(args.data_dir, "train.tsv"), "sentence", "label").as_numpy_iterator()]))
+    dev_texts, dev_labels = map(list, zip(*[(t.decode(), int(label)) for t, label in read_labeled(
+        os.path.join(args.data_dir, "dev.tsv"), "sentence", "label").as_numpy_iterator()]))
+    epochs = args.epochs or 4
+    config = TransformerConfig(
+        vocab_size=args.vocabulary_size, hidden_size=256, num_layers=2, num_heads=4,
+        intermediate_size=512, activation="gelu", norm_first=True, norm_epsilon=1e-5,
+        embedding_norm=False, max_length=SEQUENCE_LENGTH, dropout=0.1, attention_dropout=0.1)
+    if args.smoke:
+        train_texts, train_labels = train_texts[:400], train_labels[:400]
+        dev_texts, dev_labels = dev_texts[:200], dev_labels[:200]
+        epochs = args.epochs or 2
+        config = config.replace(hidden_size=64, num_layers=1, intermediate_size=128,
+                                vocab_size=min(args.vocabulary_size, 1000))
+
+    vocabulary = train_wordpiece(tf.data.Dataset.from_tensor_slices(train_texts).batch(1000),
+                                 config.vocab_size, lowercase=True)
+    config = config.replace(vocab_size=len(vocabulary))
+    preprocessor = TextPreprocessor(wordpiece_tokenizer(vocabulary), SEQUENCE_LENGTH,
+                                    start_id=vocabulary.index("[CLS]"),
+                                    separator_id=vocabulary.index("[SEP]"))
+
+    def dataset(texts, labels, batch_size, shuffle):
+        data = tf.data.Dataset.from_tensor_slices((texts, np.array(labels, np.int32)))
+        if shuffle:
+            data = data.shuffle(len(texts), seed=args.seed)
+        return (data.batch(batch_size, drop_remainder=shuffle)
+                .map(lambda text, label: (preprocessor(text), label)).prefetch(tf.data.AUTOTUNE))
+
+    train = dataset(train_texts, train_labels, args.batch_size, True).repeat()
+    dev = dataset(dev_texts, dev_labels, 256, False)
+    steps_per_epoch = len(train_texts) // args.batch_size
+    total_steps = epochs * steps_per_epoch
+    warmup = max(1, total_steps // 20)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total_steps - warmup, warmup_target=args.learning_rate, warmup_steps=warmup,
+        alpha=0.05)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=0.01, global_clipnorm=1.0)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    model = EncoderClassifier(config, num_classes=2, pooling="mean", dropout=0.1,
+                              label_names=["negative", "positive"], preprocessor=preprocessor)
+    model.compile(optimizer=optimizer)
+    model.build(None)
+    runner.log(TASK, f"{model.count_params():,} parameters, vocabulary {len(vocabulary):,}; "
+                     f"{epochs} epochs x {steps_per_epoch} steps")
+    rows, training_wall = runner.fit(model, train, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                     work_dir=args.work_dir, validation_data=dev)
+    accuracy = 100 * float(model.evaluate(dev, verbose=0, return_dict=True)["accuracy"])
+    runner.log(TASK, f"dev accuracy {accuracy:.2f}")
+
+    runner.plot_curves(rows, runner.output_path(args, "_curves.png"), "SST-2 (dev = validation)")
+    sentence = min((t for t in dev_texts if 8 <= len(t.split()) <= 16), key=len, default=dev_texts[0])
+    inputs = tf.function(preprocessor)(tf.constant([sentence]))
+    length = int(np.sum(inputs["padding_mask"]))
+    weights = runner.self_attention_weights(model.backbone, inputs)[0][:, :length, :length]
+    pieces = [vocabulary[i] for i in inputs["token_ids"][0, :length].numpy()]
+    runner.plot_attention(weights, pieces, pieces, runner.output_path(args, "_attention.png"),
+                          "self-attention, last encoder block, a dev sentence")
+
+    best = max(rows, key=lambda row: row.get("val_accuracy", 0.0)) if rows else {}
+    return runner.write_result(
+        args, metric="dev_accuracy", value=accuracy, anchor=ANCHOR, target={"op": ">=", "value": 84.0},
+        config={**config.to_dict(), "tokenizer": f"lower-cased WordPiece learned on train.tsv "
+                                                 f"({len(vocabulary)})",
+                "pooling": "mean", "batch_size": args.batch_size, "epochs": epochs,
+                "optimizer": f"AdamW(peak lr {args.learning_rate}, {warmup}-step warm-up, cosine to 5%, "
+                             "weight_decay 0.01 not on biases/norms, global clip 1.0)",
+                "parameters": model.count_params()},
+        steps=int(model.optimizer.iterations), training_wall_s=training_wall,
+        total_wall_s=time.perf_counter() - started,
+        extra={"train_examples": len(train_texts), "dev_examples": len(dev_texts),
+               "best_epoch_dev_accuracy": 100 * best.get("val_accuracy", float("nan")),
+               "best_epoch": int(best.get("epoch", -1)) + 1, "epochs": rows})
+
+
+if __name__ == "__main__":
+    main()
