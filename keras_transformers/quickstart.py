@@ -4,6 +4,9 @@ nanoGPT's CPU configuration (4 layers, 4 heads, width 128, context 64, batch 12,
 with cosine decay) trained with plain ``model.compile`` / ``model.fit``.
 """
 
+import contextlib
+import signal
+import threading
 import time
 
 import keras
@@ -30,6 +33,40 @@ class CharacterVocabulary:
 
     def decode(self, ids):
         return "".join(self.characters[i] for i in ids)
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Ctrl-C ends training after the current step, not wherever the signal lands.
+
+    A ``KeyboardInterrupt`` raised inside ``fit`` can be lost: one that arrives while
+    TensorFlow runs a step or reads the dataset may never reach Python, and training goes on.
+    Within :meth:`catching_ctrl_c`, the first Ctrl-C only sets :attr:`interrupted`, and
+    training stops at the next step's end; a second Ctrl-C raises ``KeyboardInterrupt`` as usual.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted = False
+
+    def _on_ctrl_c(self, signum, frame):
+        self.interrupted = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one interrupts at once
+        print("\nCtrl-C: stopping after this step (press again to stop now).", flush=True)
+
+    @contextlib.contextmanager
+    def catching_ctrl_c(self):
+        if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.interrupted:
+            self.model.stop_training = True
 
 
 def language_model_windows(ids, context, batch_size, seed):
@@ -88,10 +125,14 @@ def run(steps=2000, steps_per_epoch=250, batch_size=12, context=64, learning_rat
           f"(4 layers, width 128, context {context}) on tiny Shakespeare: {epochs} epochs "
           f"of {steps_per_epoch} steps, batch {batch_size}.")
     started = time.perf_counter()
+    stop = StopOnInterrupt()
     try:
-        model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation,
-                  validation_steps=20, shuffle=False, verbose=1)
-    except KeyboardInterrupt:  # Ctrl-C: keep what was learned; evaluate, save and sample it
+        with stop.catching_ctrl_c():
+            model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation,
+                      validation_steps=20, shuffle=False, verbose=1, callbacks=[stop])
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+        pass
+    if stop.interrupted:  # Ctrl-C: keep what was learned; evaluate, save and sample it
         if int(model.optimizer.iterations) == 0:  # stopped while the first step was compiling
             print("\nInterrupted before the first training step finished: nothing to keep.")
             return None
