@@ -110,12 +110,24 @@ def main(argv=None):
     start_id, end_id = vocabulary.index("[CLS]"), vocabulary.index("[SEP]")
     preprocessor = Seq2SeqPreprocessor(wordpiece_tokenizer(vocabulary), LENGTH, LENGTH, start_id, end_id)
 
+    def preprocess(de, en):  # pack to LENGTH, then cut each side's common padding in the batch
+        inputs, labels = preprocessor((de, en))
+        encoder = runner.trim_padding({key: inputs[key] for key in ("encoder_token_ids", "encoder_padding_mask")},
+                                      inputs["encoder_padding_mask"], multiple=8)
+        decoder, labels = runner.trim_padding(
+            ({key: inputs[key] for key in ("decoder_token_ids", "decoder_padding_mask")}, labels),
+            inputs["decoder_padding_mask"], multiple=8)
+        return {**encoder, **decoder}, labels
+
     def dataset(split, batch_size, shuffle):
         pairs = tf.data.Dataset.from_tensor_slices(data[split])
-        if shuffle:
-            pairs = pairs.shuffle(len(data[split][0]), seed=args.seed)
-        return (pairs.batch(batch_size, drop_remainder=shuffle)
-                .map(lambda de, en: preprocessor((de, en))).prefetch(tf.data.AUTOTUNE))
+        if shuffle:  # batches of pairs of similar length (bucketed by English word count)
+            pairs = pairs.shuffle(len(data[split][0]), seed=args.seed).group_by_window(
+                lambda de, en: tf.cast(tf.minimum(tf.size(tf.strings.split(en)) // 5, 5), tf.int64),
+                lambda key, rows: rows.batch(batch_size), window_size=batch_size)
+        else:
+            pairs = pairs.batch(batch_size)
+        return pairs.map(preprocess).prefetch(tf.data.AUTOTUNE)
 
     train = dataset("train", args.batch_size, True).repeat()
     validation = dataset("val", 256, False)

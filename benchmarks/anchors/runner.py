@@ -269,3 +269,15 @@ def write_result(args, *, metric, value, anchor, target, config, steps, training
     print(json.dumps({key: result[key] for key in ("task", "metric", "value", "meets_target",
                                                     "training_wall_s")}, default=float))
     return result
+
+
+def trim_padding(tensors, padding_mask, multiple=16):
+    """Cut ``(batch, seq, ...)`` tensors to the batch's longest real row, rounded up to a multiple
+    of ``multiple`` (a few distinct shapes, so XLA compiles the train step only a few times).
+
+    With batches of similar lengths (``tf.data.Dataset.bucket_by_sequence_length``) this saves
+    most of the work on padding that a fixed sequence length costs.
+    """
+    longest = tf.reduce_max(tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=1))
+    length = tf.minimum(tf.shape(padding_mask)[1], (longest + multiple - 1) // multiple * multiple)
+    return tf.nest.map_structure(lambda tensor: tensor[:, :length], tensors)
