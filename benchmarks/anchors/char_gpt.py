@@ -6,6 +6,9 @@ nanoGPT (README): ``python train.py config/train_shakespeare_char.py --device=cp
 The same here: 4 layers, 4 heads, width 128, context 64, batch 12, 2000 steps, dropout 0, AdamW
 lr 1e-3 (100 warm-up steps, cosine decay to 1e-4), beta2 0.99, weight decay 0.1, gradient
 clipping 1.0; nanoGPT's split (first 90 % of the characters train, last 10 % validate).
+The one architectural difference is the default ``--position-encoding rotary`` (RoPE in every
+attention layer instead of a learned position table): with GPT-2's learned positions
+(``--position-encoding learned``, nanoGPT's architecture) the same training reaches 1.877.
 
 The reported number is the mean cross-entropy (nats) over the *whole* validation split, in
 non-overlapping 64-character windows; nanoGPT's own estimate (the mean over 20 random batches)
@@ -47,7 +50,8 @@ def options(parser):
                              "clip_grad_norm_), or per variable (Keras' clipnorm)")
     parser.add_argument("--decay-all", action="store_true",
                         help="weight decay on every variable (nanoGPT: matrices and embeddings only)")
-    parser.add_argument("--position-encoding", default="learned", choices=("learned", "rotary"))
+    parser.add_argument("--position-encoding", default="rotary", choices=("learned", "rotary"),
+                        help="rotary (RoPE, the default) or learned absolute positions (GPT-2, nanoGPT)")
 
 
 def full_split_loss(model, ids, context, batch_size=256):
