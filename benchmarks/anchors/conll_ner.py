@@ -127,7 +127,9 @@ def main(argv=None):
 
     runner.plot_curves(rows, runner.output_path(args, "_curves.png"),
                        "CoNLL-2003 NER (token loss / accuracy on first pieces)")
-    words = list(data["testa"][1][0]) if len(data["testa"]) > 1 else list(data["testa"][0][0])
+    # A dev sentence of 8-20 words with at least two entities (else the first one).
+    words = next((list(tokens) for tokens, tags in data["testa"] if 8 <= len(tokens) <= 20
+                  and sum(tag.startswith("B-") for tag in tags) >= 2), list(data["testa"][0][0]))
     inputs = tf.function(eval_preprocessor)(tf.ragged.constant([words], dtype=tf.string))
     length = int(np.sum(inputs["padding_mask"]))
     weights = runner.self_attention_weights(model.backbone, inputs)[0][:, :length, :length]

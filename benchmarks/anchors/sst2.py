@@ -37,6 +37,10 @@ def options(parser):
     parser.add_argument("--vocabulary-size", type=int, default=16000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--hidden-size", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
 
 
 def main(argv=None):
@@ -48,9 +52,10 @@ def main(argv=None):
         os.path.join(args.data_dir, "dev.tsv"), "sentence", "label").as_numpy_iterator()]))
     epochs = args.epochs or 4
     config = TransformerConfig(
-        vocab_size=args.vocabulary_size, hidden_size=256, num_layers=2, num_heads=4,
-        intermediate_size=512, activation="gelu", norm_first=True, norm_epsilon=1e-5,
-        embedding_norm=False, max_length=SEQUENCE_LENGTH, dropout=0.1, attention_dropout=0.1)
+        vocab_size=args.vocabulary_size, hidden_size=args.hidden_size, num_layers=args.layers,
+        num_heads=4, intermediate_size=2 * args.hidden_size, activation="gelu", norm_first=True,
+        norm_epsilon=1e-5, embedding_norm=False, max_length=SEQUENCE_LENGTH, dropout=args.dropout,
+        attention_dropout=0.1)
     if args.smoke:
         train_texts, train_labels = train_texts[:400], train_labels[:400]
         dev_texts, dev_labels = dev_texts[:200], dev_labels[:200]
@@ -87,9 +92,9 @@ def main(argv=None):
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=total_steps - warmup, warmup_target=args.learning_rate, warmup_steps=warmup,
         alpha=0.05)
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=0.01, global_clipnorm=1.0)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay, global_clipnorm=1.0)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    model = EncoderClassifier(config, num_classes=2, pooling="mean", dropout=0.1,
+    model = EncoderClassifier(config, num_classes=2, pooling="mean", dropout=args.dropout,
                               label_names=["negative", "positive"], preprocessor=preprocessor)
     model.compile(optimizer=optimizer)
     model.build(None)
@@ -116,7 +121,7 @@ def main(argv=None):
                                                  f"({len(vocabulary)})",
                 "pooling": "mean", "batch_size": args.batch_size, "epochs": epochs,
                 "optimizer": f"AdamW(peak lr {args.learning_rate}, {warmup}-step warm-up, cosine to 5%, "
-                             "weight_decay 0.01 not on biases/norms, global clip 1.0)",
+                             f"weight_decay {args.weight_decay} not on biases/norms, global clip 1.0)",
                 "parameters": model.count_params()},
         steps=int(model.optimizer.iterations), training_wall_s=training_wall,
         total_wall_s=time.perf_counter() - started,
