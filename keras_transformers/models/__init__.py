@@ -8,6 +8,7 @@ from keras_transformers.models.encoder import (
     EncoderClassifier,
     EncoderTokenClassifier,
     MaskedLM,
+    sentence_embedding,
 )
 from keras_transformers.models.seq2seq import Seq2Seq
 from keras_transformers.models.task import TaskModel
@@ -25,4 +26,5 @@ __all__ = [
     "Seq2Seq",
     "TaskModel",
     "TransformerConfig",
+    "sentence_embedding",
 ]

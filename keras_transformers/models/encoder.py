@@ -238,3 +238,29 @@ class MaskedLM(TaskModel):
 
     def get_config(self):
         return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone)}
+
+
+def sentence_embedding(encoder, inputs, normalize=True, training=False):
+    """Mean-pooled (and by default L2-normalised) sentence embeddings, sentence-transformers' recipe.
+
+    ``e = Σ_t m_t·h_t / max(Σ_t m_t, 1e-9)``, then ``e / max(‖e‖₂, 1e-12)`` with ``h = encoder(inputs)``
+    and ``m`` the padding mask. With all-MiniLM-L6-v2 imported by
+    :func:`keras_transformers.convert.from_huggingface` this is that model's embedding.
+
+    Args:
+        encoder: an :class:`Encoder`.
+        inputs: its inputs, ``token_ids`` and ``padding_mask`` ``(batch, seq)``.
+        normalize: L2-normalise (cosine similarity is then a dot product).
+
+    Returns:
+        ``(batch, hidden)`` float32.
+
+    Example:
+        >>> encoder, tokenizer = from_huggingface(".../all-MiniLM-L6-v2")
+        >>> embeddings = sentence_embedding(encoder, inputs)   # (batch, 384)
+        >>> similarity = embeddings @ tf.transpose(embeddings)
+    """
+    hidden = tf.cast(encoder(inputs, training=training), tf.float32)
+    mask = tf.cast(inputs["padding_mask"], tf.float32)[..., None]
+    pooled = tf.reduce_sum(hidden * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1e-9)
+    return tf.math.l2_normalize(pooled, axis=-1, epsilon=1e-24) if normalize else pooled
