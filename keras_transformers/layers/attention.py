@@ -2,6 +2,7 @@
 
 import keras
 import tensorflow as tf
+from numpy import prod as np_prod
 
 from keras_transformers.layers.embeddings import RotaryEmbedding
 from keras_transformers.ops import cache_causal_mask, scaled_dot_product_attention, update_cache
@@ -73,6 +74,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.rotary_max_wavelength = None if rotary_max_wavelength is None else float(rotary_max_wavelength)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.seed_generator = keras.random.SeedGenerator(seed=None)
+        self.lora_rank = None
 
     def _projection(self, name, kernel_shape, bias_shape):
         kernel = self.add_weight(name=f"{name}_kernel", shape=kernel_shape,
@@ -100,6 +102,70 @@ class MultiHeadAttention(keras.layers.Layer):
             self.rotary.build((None, heads, None, dim))
         self.built = True
 
+    _PROJECTIONS = ("query", "key", "value", "output")
+
+    def enable_lora(self, rank, lora_alpha=None, projections=_PROJECTIONS):
+        """Low-rank adapters (Hu et al., 2021) on the projection kernels, as Keras'
+        ``Dense.enable_lora``: ``W' = W + (alpha/rank)·A·B`` with ``W`` frozen, ``A``
+        ``(in, rank)`` (he-uniform) and ``B`` ``(rank, out)`` (zeros, so the layer starts
+        unchanged) trainable; ``in``/``out`` are the kernel's flattened fan-in/fan-out
+        (``(hidden, heads·dim)`` for queries, keys, values; ``(heads·dim, hidden)`` for the
+        output). The adapted kernel is formed once per call, then used as the kernel was, so
+        the projections (and their one-row fast path) are unchanged.
+
+        Args:
+            rank: adapter rank ``r``.
+            lora_alpha: scale numerator; ``rank`` when None (scale 1).
+            projections: which of ``query``, ``key``, ``value``, ``output`` to adapt.
+        """
+        if not self.built:
+            raise ValueError("Cannot enable LoRA on a MultiHeadAttention that isn't built yet.")
+        if self.lora_rank is not None:
+            raise ValueError("LoRA is already enabled on this layer; it can be enabled once.")
+        unknown = set(projections) - set(self._PROJECTIONS)
+        if unknown or not projections:
+            raise ValueError(f"`projections` must be a non-empty subset of {self._PROJECTIONS}, "
+                             f"got {projections!r}.")
+        self._tracker.unlock()
+        self.lora_rank = int(rank)
+        self.lora_alpha = float(lora_alpha if lora_alpha is not None else rank)
+        self.lora_projections = tuple(name for name in self._PROJECTIONS if name in projections)
+        self.lora_kernels = {}
+        for name in self.lora_projections:
+            kernel = getattr(self, f"{name}_kernel")
+            kernel.trainable = False
+            fan_in = kernel.shape[0] if name != "output" else kernel.shape[0] * kernel.shape[1]
+            fan_out = int(np_prod(kernel.shape)) // fan_in
+            self.lora_kernels[name] = (
+                self.add_weight(name=f"{name}_lora_a", shape=(fan_in, self.lora_rank),
+                                initializer="he_uniform"),
+                self.add_weight(name=f"{name}_lora_b", shape=(self.lora_rank, fan_out),
+                                initializer="zeros"))
+        self._tracker.lock()
+
+    def adapted_kernel(self, name):
+        """The ``name`` projection's kernel with its LoRA update folded in (the kernel itself
+        without LoRA): ``W + (alpha/rank)·A·B`` reshaped to ``W``'s shape."""
+        kernel = getattr(self, f"{name}_kernel")
+        if self.lora_rank is None or name not in self.lora_kernels:
+            return kernel
+        a, b = self.lora_kernels[name]
+        update = tf.matmul(a, b) * (self.lora_alpha / self.lora_rank)
+        return kernel + tf.cast(tf.reshape(update, kernel.shape), kernel.dtype)
+
+    def save_own_variables(self, store):
+        # As Keras' Dense: a LoRA layer saves its merged kernels, so the file loads into a
+        # plain layer (the config carries no LoRA) with the adapted outputs.
+        if self.lora_rank is None:
+            return super().save_own_variables(store)
+        index = 0
+        for variable in self._trainable_variables + self._non_trainable_variables:
+            if any(variable is a or variable is b for a, b in self.lora_kernels.values()):
+                continue
+            name = next((n for n in self.lora_projections if getattr(self, f"{n}_kernel") is variable), None)
+            store[str(index)] = self.adapted_kernel(name) if name else variable
+            index += 1
+
     @staticmethod
     def _project(x, kernel, bias):
         """``(batch, seq, hidden) · (hidden, heads, dim)`` → ``(batch, heads, seq, dim)``.
@@ -124,15 +190,15 @@ class MultiHeadAttention(keras.layers.Layer):
         """Keys and values of ``source`` ``(batch, k_len, kv_hidden)``, each
         ``(batch, kv_heads, k_len, head_dim)`` (keys rotated when rotary). A seq2seq decoder
         computes its cross-attention keys/values once with this and passes them as ``cache``."""
-        k = self._project(source, self.key_kernel, self.key_bias)
-        v = self._project(source, self.value_kernel, self.value_bias)
+        k = self._project(source, self.adapted_kernel("key"), self.key_bias)
+        v = self._project(source, self.adapted_kernel("value"), self.value_bias)
         if self.rotary is not None:
             k = self.rotary(k, positions)
         return k, v
 
     def call(self, query, key_value=None, attention_mask=None, causal=False, positions=None,
              cache=None, cache_index=None, return_attention_weights=False, training=None):
-        q = self._project(query, self.query_kernel, self.query_bias)
+        q = self._project(query, self.adapted_kernel("query"), self.query_bias)
         if self.rotary is not None:
             q = self.rotary(q, positions)
         if cache is not None and cache_index is None:  # keys/values computed beforehand
@@ -158,7 +224,7 @@ class MultiHeadAttention(keras.layers.Layer):
             training=bool(training), seed=seed, return_weights=return_attention_weights)
         if return_attention_weights:
             outputs, weights = outputs
-        outputs = tf.einsum("bnsd,ndh->bsh", outputs, self.output_kernel)
+        outputs = tf.einsum("bnsd,ndh->bsh", outputs, self.adapted_kernel("output"))
         if self.output_bias is not None:
             outputs = outputs + self.output_bias
         results = (outputs, weights) if return_attention_weights else (outputs,)
