@@ -96,6 +96,7 @@ def main(argv=None):
         dropout=0.1, attention_dropout=0.1)
     max_new_tokens, test_count = LENGTH, None
     if args.smoke:
+        args.batch_size = min(args.batch_size, 16)
         data = {split: (de[:300], en[:300]) for split, (de, en) in data.items()}
         epochs = args.epochs or 2
         config = config.replace(hidden_size=32, num_layers=1, num_decoder_layers=1, num_heads=2,
@@ -110,13 +111,16 @@ def main(argv=None):
     start_id, end_id = vocabulary.index("[CLS]"), vocabulary.index("[SEP]")
     preprocessor = Seq2SeqPreprocessor(wordpiece_tokenizer(vocabulary), LENGTH, LENGTH, start_id, end_id)
 
+    # Smoke: one padded shape, so the train step compiles once.
+    trim_multiple = LENGTH if args.smoke else 8
+
     def preprocess(de, en):  # pack to LENGTH, then cut each side's common padding in the batch
         inputs, labels = preprocessor((de, en))
         encoder = runner.trim_padding({key: inputs[key] for key in ("encoder_token_ids", "encoder_padding_mask")},
-                                      inputs["encoder_padding_mask"], multiple=8)
+                                      inputs["encoder_padding_mask"], multiple=trim_multiple)
         decoder, labels = runner.trim_padding(
             ({key: inputs[key] for key in ("decoder_token_ids", "decoder_padding_mask")}, labels),
-            inputs["decoder_padding_mask"], multiple=8)
+            inputs["decoder_padding_mask"], multiple=trim_multiple)
         return {**encoder, **decoder}, labels
 
     def dataset(split, batch_size, shuffle):
@@ -124,7 +128,7 @@ def main(argv=None):
         if shuffle:  # batches of pairs of similar length (bucketed by English word count)
             pairs = pairs.shuffle(len(data[split][0]), seed=args.seed).group_by_window(
                 lambda de, en: tf.cast(tf.minimum(tf.size(tf.strings.split(en)) // 5, 5), tf.int64),
-                lambda key, rows: rows.batch(batch_size), window_size=batch_size)
+                lambda key, rows: rows.batch(batch_size, drop_remainder=True), window_size=batch_size)
         else:
             pairs = pairs.batch(batch_size)
         return pairs.map(preprocess).prefetch(tf.data.AUTOTUNE)
