@@ -232,9 +232,10 @@ def _load_mlm_head(t, mlm, model_type):
         if not t.has(name + (".weight" if not name.endswith("bias") else ""), absolute=True):
             raise CheckpointError(f"task='masked_lm' needs the MLM head, but the checkpoint has no "
                                   f"tensor {name!r}* (a base model without its pretraining head).")
-    _assign_dense(t, mlm.transform, names[0])  # absolute names
-    _assign_norm(t, mlm.transform_norm, names[1])
-    t.assign(mlm.output_bias, names[2], absolute=True)
+    head = _Tensors(t.tensors, ())  # the head's names carry no backbone prefix
+    _assign_dense(head, mlm.transform, names[0])
+    _assign_norm(head, mlm.transform_norm, names[1])
+    head.assign(mlm.output_bias, names[2])
 
 
 def _gpt2_config(hf):

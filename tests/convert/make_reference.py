@@ -111,9 +111,37 @@ def tiny_bart():
          target_mask=target_mask.numpy().astype(np.int32))
 
 
+def tiny_encoders():
+    """BERT, RoBERTa, DistilBERT with their MLM heads: MLM logits on right-padded ids."""
+    torch.manual_seed(2)
+    ids = torch.tensor([[2, 5, 9, 17, 3, 22, 3], [2, 40, 11, 7, 3, 0, 0]])
+    mask = (ids != 0).long()
+    common = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=48, max_position_embeddings=32)
+    models = {
+        "tiny_bert": transformers.BertForMaskedLM(transformers.BertConfig(**common, type_vocab_size=2)),
+        "tiny_roberta": transformers.RobertaForMaskedLM(transformers.RobertaConfig(
+            **{**common, "max_position_embeddings": 34}, type_vocab_size=1, pad_token_id=1)),
+        "tiny_distilbert": transformers.DistilBertForMaskedLM(transformers.DistilBertConfig(
+            vocab_size=64, dim=32, n_layers=2, n_heads=4, hidden_dim=48, max_position_embeddings=32)),
+    }
+    for name, model in models.items():
+        model.eval()
+        pad = 1 if name == "tiny_roberta" else 0
+        batch_ids = torch.where(mask.bool(), ids, torch.tensor(pad))
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(0.02 * torch.randn_like(parameter))
+            logits = model(input_ids=batch_ids, attention_mask=mask).logits.numpy()
+        model.save_pretrained(str(HERE / name), safe_serialization=True)
+        np.savez_compressed(HERE / f"{name}_expected.npz", token_ids=batch_ids.numpy().astype(np.int32),
+                            padding_mask=mask.numpy().astype(np.int32), logits=logits)
+
+
 if __name__ == "__main__":
     minilm()
     tiny_decoders()
     tiny_bart()
+    tiny_encoders()
     for path in sorted(HERE.glob("tiny_*/*")) + sorted(HERE.glob("*.npz")):
         print(path.relative_to(HERE), os.path.getsize(path))

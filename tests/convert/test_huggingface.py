@@ -129,3 +129,15 @@ def test_masked_lm_needs_the_pretraining_head(minilm):
     with pytest.raises(CheckpointError, match="needs the MLM head.*cls.predictions"):
         from_huggingface(pathlib.Path(spec.origin).parent / "model", task="masked_lm")
     assert MaskedLM  # the head mapping itself is exercised when a checkpoint has it
+
+
+@pytest.mark.parametrize("name", ["tiny_bert", "tiny_roberta", "tiny_distilbert"])
+def test_encoder_masked_lm_logits_match_transformers(name):
+    model, _ = from_huggingface(HERE / name, task="masked_lm")
+    reference = expected(name)
+    assert isinstance(model, MaskedLM)
+    logits = model({"token_ids": reference["token_ids"], "padding_mask": reference["padding_mask"]}).numpy()
+    mask = reference["padding_mask"].astype(bool)
+    np.testing.assert_allclose(logits[mask], reference["logits"][mask], atol=1e-4)
+    encoder, _ = from_huggingface(HERE / name)  # the same checkpoint as a bare encoder
+    assert isinstance(encoder, Encoder) and encoder.config.num_layers == 2
