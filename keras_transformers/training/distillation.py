@@ -65,7 +65,11 @@ class _Distiller(keras.distillation.Distiller):
         if weight > 0.0 and y is not None:
             hard = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
                 y, student, from_logits=True))
-        return weight * hard + (1.0 - weight) * soft
+        total = weight * hard + (1.0 - weight) * soft
+        self.student_loss_tracker.update_state(hard)
+        self.distillation_loss_tracker.update_state(soft)
+        self.total_loss_tracker.update_state(total)
+        return total
 
 
 def _backbone(model):

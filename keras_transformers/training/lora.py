@@ -56,7 +56,8 @@ def enable_lora(model, rank, lora_alpha=None, feedforward=True,
     Example:
         >>> model = EncoderClassifier(TransformerConfig.from_preset("tiny"), num_classes=2)
         >>> model.build()
-        >>> enable_lora(model, rank=4)   # tiny: 2 blocks x (4 x 4·(32+32) + 3 ... ) adapter weights
+        >>> enable_lora(model, rank=4)   # per block 4·4·(32+32) + 4·(32+64) + 4·(64+32), 2 blocks
+        3584
     """
     if not model.built:
         model.build()
