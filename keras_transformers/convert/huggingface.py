@@ -39,13 +39,15 @@ def read_tensors(path, allow_pickle=False):
     """All tensors of a checkpoint directory as ``{name: np.ndarray}``.
 
     Reads ``model.safetensors`` (and sharded ``model-0000x-of-0000y.safetensors``) with
-    safetensors' NumPy API. A pickled ``pytorch_model.bin`` can run arbitrary code when
-    loaded, so it is refused unless ``allow_pickle=True`` and PyTorch is installed; it is
-    then read with ``torch.load(weights_only=True)``.
+    safetensors' NumPy API (bfloat16 tensors come as ``ml_dtypes.bfloat16`` arrays and are
+    widened to float32 one at a time, when assigned). A pickled ``pytorch_model.bin`` can run
+    arbitrary code when loaded, so it is refused unless ``allow_pickle=True`` and PyTorch is
+    installed; it is then read with ``torch.load(weights_only=True)``.
     """
     path = os.fspath(path)
     files = sorted(name for name in os.listdir(path) if name.endswith(".safetensors"))
     if files:
+        import ml_dtypes  # noqa: F401  (registers bfloat16 with NumPy: most Llama checkpoints are bf16)
         from safetensors.numpy import load_file
 
         tensors = {}

@@ -11,7 +11,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from keras_transformers import CausalLM, Encoder, MaskedLM, Seq2Seq
-from keras_transformers.convert import CheckpointError, from_huggingface
+from keras_transformers.convert import CheckpointError, from_huggingface, read_tensors
 from keras_transformers.models import sentence_embedding
 
 HERE = pathlib.Path(__file__).parent
@@ -141,3 +141,22 @@ def test_encoder_masked_lm_logits_match_transformers(name):
     np.testing.assert_allclose(logits[mask], reference["logits"][mask], atol=1e-4)
     encoder, _ = from_huggingface(HERE / name)  # the same checkpoint as a bare encoder
     assert isinstance(encoder, Encoder) and encoder.config.num_layers == 2
+
+
+def test_bfloat16_checkpoint_is_read_as_float32_and_imports(tmp_path):
+    # Most Llama checkpoints ship bf16; NumPy alone does not know that dtype.
+    import ml_dtypes
+
+    path = copy_checkpoint(tmp_path, "tiny_llama")
+    tensors = load_file(path / "model.safetensors")
+    rounded = {name: value.astype(ml_dtypes.bfloat16) for name, value in tensors.items()}
+    save_file(rounded, path / "model.safetensors")
+    read = read_tensors(path)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert read[name].dtype == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(read[name].astype(np.float32), rounded[name].astype(np.float32))
+    model, _ = from_huggingface(path)
+    ids = expected("tiny_llama")["token_ids"]
+    logits = model({"token_ids": ids, "padding_mask": np.ones_like(ids)}).numpy()
+    # bf16 weights (8 mantissa bits) against the float32 reference: close, not equal.
+    np.testing.assert_allclose(logits, expected("tiny_llama")["logits"], atol=0.05)
