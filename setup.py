@@ -21,8 +21,10 @@ setup(
         "sacrebleu",
         "seqeval",
         "tensorflow-serving-api==2.21.*",  # PredictionLog protos for the warmup requests
+        "safetensors",  # checkpoint import (NumPy API) and LoRA adapters
     ],
     extras_require={"onnx": ["tf2onnx", "onnxruntime"],
-                    "test": ["pytest>=8", "pytest-timeout", "tf2onnx", "onnxruntime"]},
+                    "benchmarks": ["matplotlib"],
+                    "test": ["pytest>=8", "pytest-timeout", "tf2onnx", "onnxruntime", "matplotlib"]},
     entry_points={"console_scripts": ["keras-transformers=keras_transformers.cli:main"]},
 )
