@@ -75,13 +75,14 @@ class _EncoderTask(TaskModel):
 class EncoderClassifier(_EncoderTask):
     """Sequence classification: pool the encoder output, then a linear layer.
 
-    ``logits = W·Dropout(pool(Encoder(x))) + b`` with ``pool`` the first token (``"cls"``, BERT)
-    or the mean over real tokens (``"mean"``, sentence-transformers).
+    ``logits = W·Dropout(pool(Encoder(x))) + b`` with ``pool`` the first token (``"cls"``, BERT),
+    the mean over real tokens (``"mean"``, sentence-transformers) or their feature-wise maximum
+    (``"max"``, Kim 2014's max-over-time; it does not dilute a strong word in a long text).
 
     Args:
         backbone: an :class:`Encoder`, or a config to build one from.
         num_classes: number of labels.
-        pooling: ``"cls"`` or ``"mean"``.
+        pooling: ``"cls"``, ``"mean"`` or ``"max"``.
         dropout: dropout before the classifier.
         label_names: the names of the classes, for :meth:`predict_labels`.
         preprocessor: a :class:`~keras_transformers.preprocessing.TextPreprocessor`; the model
@@ -95,7 +96,7 @@ class EncoderClassifier(_EncoderTask):
         >>> model.compile(optimizer="adam")   # cross-entropy on logits + accuracy
     """
 
-    POOLINGS = ("cls", "mean")
+    POOLINGS = ("cls", "mean", "max")
 
     def __init__(self, backbone, num_classes, pooling="cls", dropout=0.1, label_names=None, **kwargs):
         super().__init__(backbone, num_classes, dropout=dropout, **kwargs)
@@ -120,6 +121,9 @@ class EncoderClassifier(_EncoderTask):
         sequence = self.backbone(inputs, training=training)
         if self.pooling == "cls":
             pooled = sequence[:, 0]
+        elif self.pooling == "max":  # padding positions never win
+            real = tf.cast(inputs["padding_mask"], tf.bool)[..., None]
+            pooled = tf.reduce_max(tf.where(real, sequence, tf.cast(sequence.dtype.min, sequence.dtype)), 1)
         else:
             weights = tf.cast(inputs["padding_mask"], sequence.dtype)[..., None]
             pooled = tf.reduce_sum(sequence * weights, 1) / tf.maximum(tf.reduce_sum(weights, 1), 1.0)

@@ -20,14 +20,14 @@ from tests.models.helpers import numpy_outputs, pad, tiny_config, token_inputs
 OTHER_VOCAB_SIZE = 50
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
 def test_encoder_classifier_gives_float32_logits_per_example(pooling):
     model = EncoderClassifier(tiny_config(), num_classes=3, pooling=pooling)
     logits = model(token_inputs(batch=4, length=6, padding=2))
     assert logits.shape == (4, 3) and logits.dtype == tf.float32
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
 def test_encoder_classifier_ignores_appended_padding(pooling):
     model = EncoderClassifier(tiny_config("gpt2_like"), num_classes=3, pooling=pooling)
     inputs = token_inputs(batch=2, length=5, padding=1)
@@ -35,7 +35,7 @@ def test_encoder_classifier_ignores_appended_padding(pooling):
                                rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
 def test_encoder_classifier_pools_as_documented(pooling):
     model = EncoderClassifier(tiny_config(), num_classes=3, pooling=pooling)
     inputs = token_inputs(batch=2, length=6, padding=2)
@@ -43,6 +43,10 @@ def test_encoder_classifier_pools_as_documented(pooling):
     sequence = numpy_outputs(model.backbone, inputs)
     if pooling == "cls":
         pooled = sequence[:, 0]
+    elif pooling == "max":
+        real = inputs["padding_mask"][..., None].astype(bool)
+        assert not real.all()  # the padded rows must not take part
+        pooled = np.where(real, sequence, -np.inf).max(1)
     else:
         weights = inputs["padding_mask"][..., None]
         pooled = (sequence * weights).sum(1) / weights.sum(1)
@@ -51,8 +55,8 @@ def test_encoder_classifier_pools_as_documented(pooling):
 
 
 def test_encoder_classifier_refuses_an_unknown_pooling():
-    with pytest.raises(ValueError, match=r"`pooling` must be one of \('cls', 'mean'\), got 'max'"):
-        EncoderClassifier(tiny_config(), num_classes=2, pooling="max")
+    with pytest.raises(ValueError, match=r"`pooling` must be one of \('cls', 'mean', 'max'\), got 'sum'"):
+        EncoderClassifier(tiny_config(), num_classes=2, pooling="sum")
 
 
 @pytest.mark.parametrize("model_class", [EncoderClassifier, EncoderTokenClassifier])
