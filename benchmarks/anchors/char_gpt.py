@@ -27,7 +27,6 @@ import runner  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from keras_transformers.models import CausalLM  # noqa: E402
 from keras_transformers.quickstart import (  # noqa: E402
