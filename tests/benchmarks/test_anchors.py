@@ -41,6 +41,8 @@ def test_smoke_run_writes_json_and_pngs(task, tmp_path):
 
 
 def test_rerun_resumes_from_the_checkpoint(tmp_path):
+    if not os.path.isdir(os.path.join(DATA, SCRIPTS["char_gpt"])):
+        pytest.skip(f"no {SCRIPTS['char_gpt']} data at {DATA}")
     first = run_smoke("char_gpt", tmp_path)
     again = run_smoke("char_gpt", tmp_path, "--epochs", "3")  # one more epoch on top of the two
     assert again["steps"] == first["steps"] + first["steps"] // 2
