@@ -18,6 +18,8 @@ their first real position (right padding, as our inputs always are).
 
 import json
 import os
+import re
+import warnings
 
 import numpy as np
 
@@ -30,7 +32,23 @@ SUPPORTED_ARCHITECTURES = ("bert", "roberta", "distilbert", "gpt2", "llama", "ba
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be imported: missing tensor, wrong shape, unknown layout."""
+    """A checkpoint that cannot be imported: missing, unexpected or non-finite tensor, wrong
+    shape, unknown layout, unreadable ``config.json``."""
+
+
+# Tensors Hugging Face checkpoints carry that no model of ours imports, by design: buffers
+# (causal-mask and rotary tables, position ids), heads other than the one asked for, and the
+# decoder copy of a tied MLM embedding. (Tied copies a decoder stores twice, GPT-2's
+# ``lm_head.weight``, are read and compared with the embedding instead: _check_tied_copy.)
+_BUFFERS = (r"(.*\.)?position_ids", r".*\.attn\.(masked_)?bias", r".*rotary_emb\.inv_freq")
+_POOLER = r"(\w+\.)?pooler\..*"
+_NOT_IMPORTED = {
+    "encoder": _BUFFERS + (_POOLER, r"cls\..*", r"lm_head\..*", r"vocab_(transform|layer_norm|projector)\..*",
+                           r"(pre_)?classifier\..*", r"qa_outputs\..*"),
+    "masked_lm": _BUFFERS + (_POOLER, r"cls\.seq_relationship\..*", r"cls\.predictions\.decoder\..*",
+                             r"lm_head\.decoder\..*", r"vocab_projector\.weight"),
+    "decoder": _BUFFERS,
+}
 
 
 # --------------------------------------------------------------------------- reading files
@@ -52,7 +70,11 @@ def read_tensors(path, allow_pickle=False):
 
         tensors = {}
         for name in files:
-            tensors.update(load_file(os.path.join(path, name)))
+            try:
+                tensors.update(load_file(os.path.join(path, name)))
+            except Exception as error:  # safetensors raises its own SafetensorError, without the path
+                raise CheckpointError(f"{os.path.join(path, name)} is not a readable safetensors file "
+                                      f"({type(error).__name__}: {error}).") from error
         return tensors
     pickled = os.path.join(path, "pytorch_model.bin")
     if os.path.exists(pickled):
@@ -72,20 +94,46 @@ def read_tensors(path, allow_pickle=False):
     raise CheckpointError(f"No model.safetensors (nor pytorch_model.bin) in {path}.")
 
 
+class _Config(dict):
+    """``config.json`` as a dict whose missing keys raise :class:`CheckpointError` naming the
+    key and the file (``hf["n_embd"]``), not a bare ``KeyError``."""
+
+    def __init__(self, values, path):
+        super().__init__(values)
+        self.path = path
+
+    def __missing__(self, key):
+        raise CheckpointError(f"{self.path} has no {key!r}, which model_type={self.get('model_type')!r} needs.")
+
+
+def _read_json(json_path):
+    """A JSON object from ``json_path``; any failure is a :class:`CheckpointError` naming the file."""
+    try:
+        with open(json_path, encoding="utf-8") as file:
+            values = json.load(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{json_path} is not readable JSON ({type(error).__name__}: {error}).") from error
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{json_path} must hold a JSON object, got {type(values).__name__}.")
+    return values
+
+
 def read_config(path):
+    """``config.json`` of a checkpoint directory. Errors name the file: a missing or unreadable
+    file, invalid JSON, and later a missing key (``hf[key]``) raise :class:`CheckpointError`."""
     config_path = os.path.join(os.fspath(path), "config.json")
     if not os.path.exists(config_path):
         raise CheckpointError(f"No config.json in {os.fspath(path)}.")
-    with open(config_path, encoding="utf-8") as file:
-        return json.load(file)
+    return _Config(_read_json(config_path), config_path)
 
 
 class _Tensors:
     """Checkpoint tensors by name, with the prefix (``bert.``, ``transformer.``, ``model.``)
     found once; errors name the checkpoint tensor and our variable."""
 
-    def __init__(self, tensors, prefixes):
+    def __init__(self, tensors, prefixes, used=None):
         self.tensors = tensors
+        self.used = set() if used is None else used  # full names read, for the strict check
         self.prefix = ""
         for prefix in prefixes:
             if any(name.startswith(prefix) for name in tensors):
@@ -99,7 +147,16 @@ class _Tensors:
         full = name if absolute else self.prefix + name
         if full not in self.tensors:
             raise CheckpointError(f"The checkpoint has no tensor {full!r}.")
-        return np.asarray(self.tensors[full], dtype=np.float32), full
+        value = np.asarray(self.tensors[full], dtype=np.float32)
+        finite = np.isfinite(value)
+        if not finite.all():
+            bad = np.argwhere(~finite)[0]
+            raise CheckpointError(
+                f"Tensor {full!r} holds {int(value.size - finite.sum())} non-finite value(s) (NaN or inf), "
+                f"the first {value[tuple(bad)]} at index {tuple(int(i) for i in bad)}; a corrupted or "
+                "diverged checkpoint is refused.")
+        self.used.add(full)
+        return value, full
 
     def assign(self, variable, name, transform=None, absolute=False):
         value, full = self.get(name, absolute)
@@ -113,6 +170,32 @@ class _Tensors:
             raise CheckpointError(f"Tensor {full!r} has shape {tuple(self.tensors[full].shape)}; "
                                   f"{variable.path} needs {tuple(variable.shape)}.")
         variable.assign(value)
+
+
+def _check_tied_copy(t, copy, original):
+    """A checkpoint may store a tied matrix twice (GPT-2's ``lm_head.weight``); our model
+    has it once, so the copy must be the same numbers, or the import would be wrong."""
+    if t.has(copy, absolute=True):
+        value, _ = t.get(copy, absolute=True)
+        reference, full = t.get(original)
+        if value.shape != reference.shape or not np.array_equal(value, reference):
+            raise CheckpointError(f"Tensor {copy!r} should be a copy of the tied {full!r} but differs; "
+                                  "this model ties them, so the checkpoint cannot be imported as it is.")
+
+
+def _check_unexpected(tensors, used, allowed_patterns, strict, path):
+    """Refuse (``strict``) or warn about checkpoint tensors that nothing read: an extra layer,
+    a tensor of another architecture. Known buffers and other tasks' heads are allowed."""
+    allowed = re.compile("|".join(f"(?:{pattern})" for pattern in allowed_patterns))
+    unexpected = sorted(name for name in tensors if name not in used and not allowed.fullmatch(name))
+    if not unexpected:
+        return
+    shown = ", ".join(map(repr, unexpected[:5])) + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else "")
+    message = (f"The checkpoint {os.fspath(path)} has {len(unexpected)} tensor(s) this model does not use: "
+               f"{shown} (a config.json that does not match the weights, e.g. fewer layers?).")
+    if strict:
+        raise CheckpointError(message + " Pass strict=False to import anyway, ignoring them.")
+    warnings.warn(message + " Ignored (strict=False).", stacklevel=3)
 
 
 def _linear(out_features_first=True):
@@ -234,7 +317,7 @@ def _load_mlm_head(t, mlm, model_type):
         if not t.has(name + (".weight" if not name.endswith("bias") else ""), absolute=True):
             raise CheckpointError(f"task='masked_lm' needs the MLM head, but the checkpoint has no "
                                   f"tensor {name!r}* (a base model without its pretraining head).")
-    head = _Tensors(t.tensors, ())  # the head's names carry no backbone prefix
+    head = _Tensors(t.tensors, (), t.used)  # the head's names carry no backbone prefix
     _assign_dense(head, mlm.transform, names[0])
     _assign_norm(head, mlm.transform_norm, names[1])
     head.assign(mlm.output_bias, names[2])
@@ -274,6 +357,7 @@ def _load_gpt2(t, lm):
         _assign_dense(t, block.feedforward.down_proj, p + "mlp.c_proj", transposed=False)
         _assign_norm(t, block.feedforward_norm, p + "ln_2")
     _assign_norm(t, d.final_norm, "ln_f")
+    _check_tied_copy(t, "lm_head.weight", "wte.weight")
 
 
 def _llama_config(hf):
@@ -313,6 +397,8 @@ def _load_llama(t, lm):
     _assign_norm(t, d.final_norm, "norm")
     if lm.lm_head.projection is not None:
         t.assign(lm.lm_head.projection.kernel, "lm_head.weight", lambda w: w.T, absolute=True)
+    else:
+        _check_tied_copy(t, "lm_head.weight", "embed_tokens.weight")
 
 
 _BART_OFFSET = 2  # BartLearnedPositionalEmbedding numbers positions from 2
@@ -353,8 +439,21 @@ def _load_bart(t, model):
             _assign_dense(t, block.feedforward.up_proj, p + "fc1")
             _assign_dense(t, block.feedforward.down_proj, p + "fc2")
             _assign_norm(t, block.feedforward_norm, p + "final_layer_norm")
-    if t.has("final_logits_bias", absolute=True) and np.any(t.tensors["final_logits_bias"]):
+    if t.has("final_logits_bias", absolute=True) and np.any(t.get("final_logits_bias", absolute=True)[0]):
         raise CheckpointError("Tensor 'final_logits_bias' is non-zero; our tied LM head has no bias.")
+    for copy in ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight", "lm_head.weight"):
+        _check_tied_copy(t, copy, "shared.weight")
+
+
+def _model_config(make, hf, *args):
+    """Our config from ``config.json``'s values; a value our config refuses (a string for a
+    size, a width that heads do not divide) is a :class:`CheckpointError` naming the file."""
+    try:
+        return make(hf, *args)
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{hf.path} does not describe a model we can build: {error}") from error
 
 
 # --------------------------------------------------------------------------- tokenizers
@@ -373,8 +472,7 @@ def load_tokenizer(path, model_type, hf_config=None):
     settings = {}
     settings_path = os.path.join(path, "tokenizer_config.json")
     if os.path.exists(settings_path):
-        with open(settings_path, encoding="utf-8") as file:
-            settings = json.load(file)
+        settings = _read_json(settings_path)
     if os.path.exists(os.path.join(path, "vocab.txt")):
         return tokenizers.wordpiece_tokenizer(os.path.join(path, "vocab.txt"),
                                               lowercase=settings.get("do_lower_case", True))
@@ -387,7 +485,8 @@ def load_tokenizer(path, model_type, hf_config=None):
 
 # --------------------------------------------------------------------------- entry point
 
-def from_huggingface(path, task=None, allow_pickle=False, load_tokenizer_files=True, dtype=None):
+def from_huggingface(path, task=None, allow_pickle=False, load_tokenizer_files=True, dtype=None, *,
+                     strict=True):
     """Import a Hugging Face checkpoint directory as our model and tokenizer.
 
     Args:
@@ -401,13 +500,20 @@ def from_huggingface(path, task=None, allow_pickle=False, load_tokenizer_files=T
             ``weights_only=True``).
         load_tokenizer_files: also build the tokenizer (``None`` when the directory has none).
         dtype: dtype policy of the model (e.g. ``"mixed_bfloat16"``).
+        strict: refuse a checkpoint with tensors the model does not use (an extra layer: a
+            ``config.json`` that does not match the weights). Known extras are always allowed:
+            buffers (``position_ids``, rotary ``inv_freq``, GPT-2's ``attn.bias``), the pooler
+            and other tasks' heads of an encoder checkpoint. ``strict=False`` imports anyway,
+            with a warning naming them.
 
     Returns:
         ``(model, tokenizer)``.
 
     Raises:
         CheckpointError (a ``ValueError``): unsupported architecture, pickled weights refused,
-        a missing tensor or a shape mismatch (naming the tensor).
+        a missing, unexpected (``strict``) or non-finite (NaN/inf) tensor, a shape mismatch
+        (naming the tensor), an unreadable ``config.json`` or one lacking a key the
+        architecture needs (naming the file and the key).
 
     Example:
         >>> encoder, tokenizer = from_huggingface("all-MiniLM-L6-v2/")
@@ -425,9 +531,10 @@ def from_huggingface(path, task=None, allow_pickle=False, load_tokenizer_files=T
     if task == "masked_lm" and model_type not in ("bert", "roberta", "distilbert"):
         raise ValueError(f"task='masked_lm' needs an encoder checkpoint, got model_type={model_type!r}.")
     tensors = read_tensors(path, allow_pickle=allow_pickle)
+    used = set()
     if model_type in ("bert", "roberta", "distilbert"):
-        config = _bert_config(hf, model_type)
-        t = _Tensors(tensors, (f"{model_type}.",))
+        config = _model_config(_bert_config, hf, model_type)
+        t = _Tensors(tensors, (f"{model_type}.",), used)
         if task == "masked_lm":
             model = MaskedLM(Encoder(config, dtype=dtype), dtype=dtype)
             model.build()
@@ -437,17 +544,22 @@ def from_huggingface(path, task=None, allow_pickle=False, load_tokenizer_files=T
             model = Encoder(config, dtype=dtype)
             model.build()
             _load_bert(t, model, model_type, config)
+        allowed = _NOT_IMPORTED["masked_lm" if task == "masked_lm" else "encoder"]
     elif model_type == "gpt2":
-        model = CausalLM(Decoder(_gpt2_config(hf), dtype=dtype), dtype=dtype)
+        model = CausalLM(Decoder(_model_config(_gpt2_config, hf), dtype=dtype), dtype=dtype)
         model.build()
-        _load_gpt2(_Tensors(tensors, ("transformer.",)), model)
+        _load_gpt2(_Tensors(tensors, ("transformer.",), used), model)
+        allowed = _NOT_IMPORTED["decoder"]
     elif model_type == "llama":
-        model = CausalLM(Decoder(_llama_config(hf), dtype=dtype), dtype=dtype)
+        model = CausalLM(Decoder(_model_config(_llama_config, hf), dtype=dtype), dtype=dtype)
         model.build()
-        _load_llama(_Tensors(tensors, ("model.",)), model)
+        _load_llama(_Tensors(tensors, ("model.",), used), model)
+        allowed = _NOT_IMPORTED["decoder"]
     else:
-        model = Seq2Seq(_bart_config(hf), dtype=dtype)
+        model = Seq2Seq(_model_config(_bart_config, hf), dtype=dtype)
         model.build()
-        _load_bart(_Tensors(tensors, ("model.",)), model)
+        _load_bart(_Tensors(tensors, ("model.",), used), model)
+        allowed = _NOT_IMPORTED["decoder"]
+    _check_unexpected(tensors, used, allowed, strict, path)
     tokenizer = load_tokenizer(path, model_type, hf) if load_tokenizer_files else None
     return model, tokenizer
