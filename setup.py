@@ -11,6 +11,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["keras_transformers", "keras_transformers.*"]),
+    # The console script's front door: standard library only, so `--help` needs no TensorFlow.
+    py_modules=["keras_transformers_cli"],
     package_data={"keras_transformers.data": ["*.gz", "CORPORA.md"], "keras_transformers.export": ["*.txt", "*.cc"]},
     install_requires=[
         "tensorflow==2.21.*",
@@ -22,9 +24,13 @@ setup(
         "seqeval",
         "tensorflow-serving-api==2.21.*",  # PredictionLog protos for the warmup requests
         "safetensors",  # checkpoint import (NumPy API) and LoRA adapters
+        "tensorboard",  # `keras-transformers train` writes TensorBoard logs (tf.summary needs it)
     ],
-    extras_require={"onnx": ["tf2onnx", "onnxruntime"],
-                    "benchmarks": ["matplotlib"],
-                    "test": ["pytest>=8", "pytest-timeout", "tf2onnx", "onnxruntime", "matplotlib"]},
-    entry_points={"console_scripts": ["keras-transformers=keras_transformers.cli:main"]},
+    extras_require={"onnx": ["tf2onnx", "onnxruntime"],  # export_onnx, `keras-transformers export onnx`
+                    "benchmarks": ["matplotlib"],  # the benchmarks' PNGs; `train` writes curves.png with it
+                    "tracking": ["mlflow>=3"],  # `keras-transformers train --mlflow`
+                    "pipelines": ["prefect>=3"],  # pipelines/ (the Prefect flow)
+                    # What the default test run needs (tests marked slow may need "pipelines" too).
+                    "test": ["pytest>=8", "pytest-timeout", "tf2onnx", "onnxruntime", "matplotlib", "mlflow>=3"]},
+    entry_points={"console_scripts": ["keras-transformers=keras_transformers_cli:main"]},
 )

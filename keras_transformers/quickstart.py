@@ -2,11 +2,13 @@
 
 nanoGPT's CPU configuration (4 layers, 4 heads, width 128, context 64, batch 12, lr 1e-3
 with cosine decay) trained with plain ``model.compile`` / ``model.fit``.
+
+The model carries its character tokenizer (:func:`text_preprocessor`): saved with ``--save
+model.keras``, it is text in, text out: ``keras-transformers generate model.keras "ROMEO:"``
+continues a prompt, and ``keras-transformers export savedmodel model.keras serving/char_gpt``
+gives a SavedModel whose ``serving_default`` takes ``text``.
 """
 
-import contextlib
-import signal
-import threading
 import time
 
 import keras
@@ -15,7 +17,10 @@ import tensorflow as tf
 
 from keras_transformers.data import tiny_shakespeare
 from keras_transformers.generation import generate_uncached
+from keras_transformers.jobs import StopOnInterrupt  # noqa: F401  (its home was here)
 from keras_transformers.models import CausalLM, TransformerConfig
+from keras_transformers.preprocessing import CausalLMPreprocessor
+from keras_transformers.tokenizers import CharacterTokenizer
 
 
 class CharacterVocabulary:
@@ -35,40 +40,6 @@ class CharacterVocabulary:
         return "".join(self.characters[i] for i in ids)
 
 
-class StopOnInterrupt(keras.callbacks.Callback):
-    """Ctrl-C ends training after the current step, not wherever the signal lands.
-
-    A ``KeyboardInterrupt`` raised inside ``fit`` can be lost: one that arrives while
-    TensorFlow runs a step or reads the dataset may never reach Python, and training goes on.
-    Within :meth:`catching_ctrl_c`, the first Ctrl-C only sets :attr:`interrupted`, and
-    training stops at the next step's end; a second Ctrl-C raises ``KeyboardInterrupt`` as usual.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.interrupted = False
-
-    def _on_ctrl_c(self, signum, frame):
-        self.interrupted = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one interrupts at once
-        print("\nCtrl-C: stopping after this step (press again to stop now).", flush=True)
-
-    @contextlib.contextmanager
-    def catching_ctrl_c(self):
-        if threading.current_thread() is not threading.main_thread():  # only it may set handlers
-            yield
-            return
-        previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.interrupted:
-            self.model.stop_training = True
-
-
 def language_model_windows(ids, context, batch_size, seed):
     """An endless dataset of random ``context``-long windows: inputs and next-token labels.
 
@@ -86,6 +57,18 @@ def language_model_windows(ids, context, batch_size, seed):
 
     return (tf.data.Dataset.random(seed=seed).batch(batch_size, drop_remainder=True)
             .map(windows).prefetch(2))
+
+
+def text_preprocessor(vocabulary, context=64):
+    """The quickstart model's text side: a :class:`CharacterTokenizer` over the same ids as
+    ``vocabulary`` (the 65 characters, no special tokens, so training is unchanged) and a
+    :class:`CausalLMPreprocessor` that starts every prompt with a newline, as the training text
+    runs. The text has no end-of-text token: the newline is also the preprocessor's (required)
+    ``end_id``, and ``keras-transformers generate`` / ``export`` do not stop on it
+    (:func:`keras_transformers.jobs.stop_token_ids`)."""
+    newline = vocabulary.index["\n"]
+    tokenizer = CharacterTokenizer(vocabulary.characters, special_tokens=())
+    return CausalLMPreprocessor(tokenizer, context, start_id=newline, end_id=newline, pad_id=newline)
 
 
 def quickstart_config(vocab_size, context=64):
@@ -111,7 +94,8 @@ def run(steps=2000, steps_per_epoch=250, batch_size=12, context=64, learning_rat
     train = language_model_windows(ids[:split], context, batch_size, seed)
     validation = language_model_windows(ids[split:], context, batch_size, seed + 1)
 
-    model = CausalLM(quickstart_config(len(vocabulary), context))
+    model = CausalLM(quickstart_config(len(vocabulary), context),
+                     preprocessor=text_preprocessor(vocabulary, context))
     warmup = min(100, steps // 10)
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=steps - warmup, warmup_target=learning_rate, warmup_steps=warmup,
