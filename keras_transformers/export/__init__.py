@@ -1,6 +1,7 @@
 """Shipping a model: a verified SavedModel for TF Serving, ONNX for ONNX Runtime, and the
 checks behind both (TF Serving's op set, a TensorFlow-only process, the C++ loader)."""
 
+from keras_transformers.export.atomic import ExportInProgressError
 from keras_transformers.export.onnx import export_onnx
 from keras_transformers.export.savedmodel import export_savedmodel
 from keras_transformers.export.serving_ops import (
@@ -18,6 +19,7 @@ from keras_transformers.export.verify import ExportVerificationError
 from keras_transformers.export.warmup import read_warmup_requests
 
 __all__ = [
+    "ExportInProgressError",
     "ExportVerificationError",
     "TF_TEXT_VERSION",
     "assert_no_xla",

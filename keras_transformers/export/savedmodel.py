@@ -14,7 +14,12 @@ The layout TF Serving polls::
 
 A version appears whole or not at all: it is written and verified in a hidden temporary
 directory inside ``export_dir`` (TF Serving ignores names that are not integers), then renamed
-into place in one ``os.rename``. Any failure, Ctrl-C included, removes the temporary directory.
+into place in one ``os.rename``. Any failure, Ctrl-C included, removes the temporary directory;
+the temporary directory of an export that was killed (``SIGKILL``) is removed by the next
+export. Versions are readable by any user (directories ``0755``, files ``0644``): TF Serving
+usually runs as another user. One export at a time per ``export_dir``: a second export
+started while one runs raises :class:`~keras_transformers.export.atomic.ExportInProgressError`
+at once (a ``fcntl.flock`` lock on ``export_dir/.export.lock``, removed when done).
 """
 
 import json
@@ -25,7 +30,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transformers.export.atomic import atomic_directory
+from keras_transformers.export.atomic import (
+    atomic_directory,
+    export_lock,
+    makedirs_readable,
+    remove_stale_temporaries,
+)
 from keras_transformers.export.serving_ops import assert_no_xla, assert_serving_ops
 from keras_transformers.export.signatures import (
     TEXT_INPUT,
@@ -40,6 +50,9 @@ from keras_transformers.export.signatures import (
 from keras_transformers.export.verify import compare_outputs, reference_outputs, replay_in_fresh_process
 from keras_transformers.export.warmup import write_warmup_requests
 from keras_transformers.ops import jit_compile_scope
+
+LOCK_NAME = ".export.lock"  # hidden: TF Serving only looks at integer names
+STALE_TEMPORARIES = r"\.\d+\.tmp-.*"  # atomic_directory's temporaries of version directories
 
 
 def export_savedmodel(model, export_dir, version=None, *, generation=None, jit_compile=False,
@@ -78,6 +91,11 @@ def export_savedmodel(model, export_dir, version=None, *, generation=None, jit_c
     Returns:
         The path of the version directory, ``export_dir/<version>``.
 
+    Raises:
+        ExportInProgressError: another export into ``export_dir`` is running.
+        FileExistsError: ``version`` exists already.
+        ExportVerificationError: the export does not reproduce the Keras model.
+
     Example:
         >>> path = export_savedmodel(classifier, "serving/sentiment")   # serving/sentiment/1
         >>> # docker run -p 8501:8501 -v $PWD/serving/sentiment:/models/sentiment \\
@@ -85,33 +103,36 @@ def export_savedmodel(model, export_dir, version=None, *, generation=None, jit_c
     """
     if not model.built:
         model.build(None)
-    export_dir = os.path.abspath(os.fspath(export_dir))
-    os.makedirs(export_dir, exist_ok=True)
-    version = _next_version(export_dir) if version is None else _check_version(version)
-    target = os.path.join(export_dir, str(version))
-    if os.path.exists(target):
-        raise FileExistsError(f"Version {version} already exists at {target}; a served version is never "
-                              "overwritten. Pass another `version`, or leave it out to get the next one.")
     settings = None
     if is_generative(model) and has_text_signature(model):
         settings = generation_settings(model, **(generation or {}))
     elif generation:
         raise ValueError(f"`generation` settings apply to a CausalLM or Seq2Seq with its preprocessor; "
                          f"this {type(model).__name__} has no text generation signature.")
-
-    with atomic_directory(target) as work:
-        signatures = _save(model, work, settings, jit_compile)
-        requests = _sample_requests(model, signatures, texts)
-        write_warmup_requests(work, requests, model_name or os.path.basename(export_dir))
-        _write_assets(model, work, settings, signatures, jit_compile)
-        assert_serving_ops(work)
-        if not jit_compile:
-            assert_no_xla(work)
-        if verify:
-            expected = [reference_outputs(model, name, inputs, settings) for name, inputs in requests]
-            for (name, inputs), want, got in zip(requests, expected, replay_in_fresh_process(work)):
-                shape = {key: np.shape(value) for key, value in inputs.items()}
-                compare_outputs(want, got, f"Signature {name!r} on inputs of shape {shape}")
+    if version is not None:
+        version = _check_version(version)
+    export_dir = os.path.abspath(os.fspath(export_dir))
+    makedirs_readable(export_dir)
+    with export_lock(os.path.join(export_dir, LOCK_NAME), export_dir):
+        remove_stale_temporaries(export_dir, STALE_TEMPORARIES)  # of killed exports: none is running
+        version = _next_version(export_dir) if version is None else version
+        target = os.path.join(export_dir, str(version))
+        if os.path.exists(target):
+            raise FileExistsError(f"Version {version} already exists at {target}; a served version is never "
+                                  "overwritten. Pass another `version`, or leave it out to get the next one.")
+        with atomic_directory(target) as work:
+            signatures = _save(model, work, settings, jit_compile)
+            requests = _sample_requests(model, signatures, texts)
+            write_warmup_requests(work, requests, model_name or os.path.basename(export_dir))
+            _write_assets(model, work, settings, signatures, jit_compile)
+            assert_serving_ops(work)
+            if not jit_compile:
+                assert_no_xla(work)
+            if verify:
+                expected = [reference_outputs(model, name, inputs, settings) for name, inputs in requests]
+                for (name, inputs), want, got in zip(requests, expected, replay_in_fresh_process(work)):
+                    shape = {key: np.shape(value) for key, value in inputs.items()}
+                    compare_outputs(want, got, f"Signature {name!r} on inputs of shape {shape}")
     return target
 
 
