@@ -16,6 +16,8 @@ IGNORE_LABEL = -100  # a label the task models' loss and metrics skip (any negat
 def _ragged(ids, name):
     if isinstance(ids, tf.RaggedTensor):
         return ids
+    if isinstance(ids, list):  # what KerasHub tokenizers return eagerly: nested Python lists
+        return tf.ragged.constant(ids, dtype=tf.int32)
     ids = tf.convert_to_tensor(ids)
     if ids.shape.rank != 2:
         raise ValueError(f"`{name}` must be (batch, None) ragged token ids, got shape {ids.shape}.")
@@ -180,21 +182,75 @@ def align_word_labels(word_pieces, word_labels):
     return word_pieces.merge_dims(1, 2), piece_labels.merge_dims(1, 2)
 
 
+def as_text_batch(texts, name="texts"):
+    """A list (or array) of ``str`` / UTF-8 ``bytes`` as a ``(batch,)`` ``tf.string`` tensor;
+    tensors, ragged tensors and datasets pass through.
+
+    A bare ``str`` / ``bytes`` is refused (``TypeError``): iterating over it would make one
+    text per character. ``bytes`` must be valid UTF-8 (``ValueError`` names the item).
+    """
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"`{name}` must be a list of strings (a batch), got a single "
+                        f"{type(texts).__name__} {texts[:40]!r}; pass [{name[:-1] or 'text'}].")
+    if isinstance(texts, (tf.Tensor, tf.RaggedTensor)) or hasattr(texts, "element_spec"):
+        return texts
+    items = list(texts.tolist() if hasattr(texts, "tolist") else texts)
+    for index, item in enumerate(items):
+        if isinstance(item, bytes):
+            try:
+                item.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"`{name}[{index}]` is bytes that are not valid UTF-8 "
+                                 f"({error.reason} at byte {error.start}).") from None
+        elif not isinstance(item, str):
+            raise TypeError(f"`{name}[{index}]` must be a str, got {type(item).__name__} {item!r}.")
+    return tf.constant(items, dtype=tf.string, shape=[len(items)])
+
+
+def _as_text_input(texts):
+    """Python text inputs of a preprocessing layer as tensors: a list of strings as a
+    ``(batch,)`` string tensor, a list of lists (words per sentence) as a ragged one."""
+    if isinstance(texts, list) and texts and all(isinstance(item, (list, tuple)) for item in texts):
+        return tf.ragged.constant([list(item) for item in texts], dtype=tf.string)
+    if isinstance(texts, (list, str, bytes)) or (hasattr(texts, "dtype") and hasattr(texts, "tolist")
+                                                 and getattr(texts.dtype, "kind", "") in "USO"):
+        return as_text_batch(texts)
+    return texts
+
+
 class _TokenizingLayer(keras.layers.Layer):
     """A preprocessing layer that owns a tokenizer: it saves the tokenizer (its vocabulary
-    included) in its config and rebuilds it on load."""
+    included) in its config and rebuilds it on load.
+
+    Called eagerly it takes Python lists of strings of any lengths (``TextPreprocessor(...)(
+    ["short", "a longer text"])``); a ``tuple`` is a pair of such batches (sentence pairs,
+    seq2seq pairs, words and tags).
+    """
 
     def __init__(self, tokenizer, **kwargs):
         super().__init__(**kwargs)
         self.tokenizer = tokenizer
 
+    def __call__(self, inputs, *args, **kwargs):
+        if isinstance(inputs, tuple):
+            inputs = tuple(_as_text_input(part) for part in inputs)
+        else:
+            inputs = _as_text_input(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
     def build(self, input_shape=None):
         # No weights: the tokenizer builds its own lookup tables when it is made.
         self.built = True
 
+    def tokenize(self, texts):
+        """``(batch, None)`` ragged int32 ids of ``texts`` (``(batch, words, None)`` for a
+        ragged batch of words), in a graph and eagerly, where KerasHub's tokenizers give
+        Python lists."""
+        return tf.cast(_ragged(self.tokenizer(texts), "texts"), tf.int32)
+
     def token_lists(self, texts):
         """The token ids of each text, as Python lists (eager use: building generation prompts)."""
-        return _to_lists(self.tokenizer(tf.constant(list(texts))))
+        return _to_lists(self.tokenize(as_text_batch(texts)))
 
     def detokenize(self, ids):
         """Text of each row of token ids (a list of lists)."""
@@ -248,8 +304,8 @@ class TextPreprocessor(_TokenizingLayer):
         self.segment_ids = bool(segment_ids)
 
     def call(self, texts):
-        first, second = (texts, None) if not isinstance(texts, (tuple, list)) else texts
-        packed = pack(self.tokenizer(first), None if second is None else self.tokenizer(second),
+        first, second = texts if isinstance(texts, tuple) else (texts, None)
+        packed = pack(self.tokenize(first), None if second is None else self.tokenize(second),
                       sequence_length=self.sequence_length, start_id=self.start_id,
                       separator_id=self.separator_id, end_id=self.end_id, pad_id=self.pad_id)
         if not self.segment_ids:
@@ -289,7 +345,7 @@ class CausalLMPreprocessor(_TokenizingLayer):
         self.start_id, self.end_id, self.pad_id = int(start_id), int(end_id), int(pad_id)
 
     def call(self, texts):
-        ids = tf.cast(self.tokenizer(texts), tf.int32)
+        ids = self.tokenize(texts)
         column = tf.ones([ids.nrows(), 1], tf.int32)
         ids = tf.concat([column * self.start_id, ids, column * self.end_id], axis=1)
         ids = _keep_first(ids, tf.minimum(ids.row_lengths(), self.sequence_length + 1))
@@ -301,7 +357,7 @@ class CausalLMPreprocessor(_TokenizingLayer):
     def prompts(self, texts):
         """``[start] tokens`` of each text: ``(batch, None)`` ragged int32, in a graph
         (``tf.function``, ``tf.data``)."""
-        ids = tf.cast(self.tokenizer(texts), tf.int32)
+        ids = self.tokenize(texts)
         return tf.concat([tf.ones([ids.nrows(), 1], tf.int32) * self.start_id, ids], axis=1)
 
     def prompt_ids(self, prompts):
@@ -339,14 +395,14 @@ class Seq2SeqPreprocessor(_TokenizingLayer):
 
     def call(self, pairs):
         sources, targets = pairs
-        return seq2seq_pair(self.tokenizer(sources), self.tokenizer(targets),
+        return seq2seq_pair(self.tokenize(sources), self.tokenize(targets),
                             source_length=self.source_length, target_length=self.target_length,
                             start_id=self.start_id, end_id=self.end_id, pad_id=self.pad_id)
 
     def sources(self, texts):
         """``tokens [end]`` of each text, cut to ``source_length`` as in training: ``(batch,
         None)`` ragged int32, in a graph (``tf.function``, ``tf.data``)."""
-        ids = tf.cast(self.tokenizer(texts), tf.int32)
+        ids = self.tokenize(texts)
         ids = _keep_first(ids, tf.minimum(ids.row_lengths(), self.source_length - 1))
         return tf.concat([ids, tf.ones([ids.nrows(), 1], tf.int32) * self.end_id], axis=1)
 
@@ -390,8 +446,8 @@ class TaggingPreprocessor(_TokenizingLayer):
                     separator_id=self.separator_id, pad_id=self.pad_id)
 
     def call(self, words):
-        words, tags = words if isinstance(words, (tuple, list)) else (words, None)
-        pieces = self.tokenizer(words)  # (batch, words, pieces)
+        words, tags = words if isinstance(words, tuple) else (words, None)
+        pieces = self.tokenize(words)  # (batch, words, pieces)
         if tags is None:
             inputs = self._pack(pieces.merge_dims(1, 2))
             del inputs["segment_ids"]
@@ -410,7 +466,7 @@ class TaggingPreprocessor(_TokenizingLayer):
     def first_piece_positions(self, words):
         """``(batch, words)`` ragged positions of each word's first subword in the packed
         inputs (after the start token); positions past the sequence were cut off."""
-        pieces_per_word = tf.cast(self.tokenizer(words).row_lengths(axis=2), tf.int32)
+        pieces_per_word = tf.cast(self.tokenize(words).row_lengths(axis=2), tf.int32)
         counts = pieces_per_word.flat_values
         before = tf.cumsum(counts, exclusive=True)  # over the whole batch; then per row:
         row_offsets = tf.repeat(tf.gather(tf.concat([before, [0]], 0), pieces_per_word.row_starts()),
