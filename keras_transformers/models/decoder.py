@@ -51,10 +51,14 @@ class Decoder(Backbone):
         return DecoderBlock(**block_arguments(self.config), cross_attention=self.cross_attention,
                             name=name, dtype=self.dtype_policy)
 
+    def validate_inputs(self, inputs):
+        """The checked tensors of ``inputs`` by key (:func:`check_inputs`)."""
+        return check_inputs(inputs, type(self).__name__, ("token_ids", "padding_mask"),
+                            max_lengths={"token_ids": self.config.max_length},
+                            vocab_sizes={"token_ids": self.config.vocab_size})
+
     def call(self, inputs, encoder_sequence=None, encoder_padding_mask=None, training=None):
-        inputs = check_inputs(inputs, type(self).__name__, ("token_ids", "padding_mask"),
-                              max_lengths={"token_ids": self.config.max_length},
-                              vocab_sizes={"token_ids": self.config.vocab_size})
+        inputs = self.validate_inputs(inputs)
         x = self.embeddings(inputs["token_ids"], training=training)
         for block in self.blocks:
             x = block(x, padding_mask=inputs["padding_mask"], encoder_sequence=encoder_sequence,
@@ -168,6 +172,7 @@ class CausalLM(TaskModel):
         c = self.backbone.config
         self.lm_head = LanguageModelHead(self.backbone.embeddings.token_embedding, c.tie_embeddings,
                                          kernel_initializer(c), name="lm_head", dtype=self.dtype_policy)
+        self.check_preprocessor()
 
     @property
     def config(self):

@@ -1,6 +1,7 @@
 """The encoder backbone (BERT family) and its task models."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_transformers.layers import EncoderBlock, make_norm
@@ -11,7 +12,7 @@ from keras_transformers.models.backbone import (
     resolve_backbone,
 )
 from keras_transformers.models.inputs import check_inputs
-from keras_transformers.models.task import TaskModel
+from keras_transformers.models.task import TaskModel, number_of_examples
 from keras_transformers.ops import gelu
 
 
@@ -34,12 +35,17 @@ class Encoder(Backbone):
     def make_block(self, name):
         return EncoderBlock(**block_arguments(self.config), name=name, dtype=self.dtype_policy)
 
+    def validate_inputs(self, inputs):
+        """The checked tensors of ``inputs`` by key (:func:`check_inputs`)."""
+        c = self.config
+        return check_inputs(inputs, type(self).__name__, ("token_ids", "padding_mask"),
+                            ("segment_ids",) if c.type_vocab_size else (),
+                            max_lengths={"token_ids": c.max_length},
+                            vocab_sizes={"token_ids": c.vocab_size, "segment_ids": c.type_vocab_size})
+
     def call(self, inputs, training=None):
         c = self.config
-        inputs = check_inputs(inputs, type(self).__name__, ("token_ids", "padding_mask"),
-                              ("segment_ids",) if c.type_vocab_size else (),
-                              max_lengths={"token_ids": c.max_length},
-                              vocab_sizes={"token_ids": c.vocab_size, "segment_ids": c.type_vocab_size})
+        inputs = self.validate_inputs(inputs)
         x = self.embeddings(inputs["token_ids"], segment_ids=inputs["segment_ids"] if c.type_vocab_size
                             else None, training=training)
         for block in self.blocks:
@@ -59,6 +65,15 @@ class _EncoderTask(TaskModel):
         self.classifier = keras.layers.Dense(
             self.num_classes, kernel_initializer=kernel_initializer(self.backbone.config),
             name="classifier", dtype=self.dtype_policy)
+        self.check_preprocessor()
+
+    @property
+    def config(self):
+        return self.backbone.config
+
+    @property
+    def num_label_classes(self):
+        return self.num_classes
 
     def build(self, inputs_shape=None):
         if not self.backbone.built:  # a deserialized backbone arrives built
@@ -113,6 +128,11 @@ class EncoderClassifier(_EncoderTask):
         (batch, num_classes)}``. ``x`` is raw strings with a preprocessor, else model inputs."""
         if self.label_names is None:
             raise ValueError("This classifier has no `label_names`; pass them when building it.")
+        if isinstance(x, (str, bytes)):
+            raise TypeError(f"`x` must be a list of texts, got a single {type(x).__name__}; "
+                            f"pass [{x[:30]!r}].")
+        if number_of_examples(x) == 0:
+            return {"labels": [], "probabilities": np.zeros((0, self.num_classes), np.float32)}
         probabilities = tf.nn.softmax(self.predict(x, batch_size=batch_size, verbose=0)).numpy()
         return {"labels": [self.label_names[i] for i in probabilities.argmax(-1)],
                 "probabilities": probabilities}
@@ -121,9 +141,10 @@ class EncoderClassifier(_EncoderTask):
         sequence = self.backbone(inputs, training=training)
         if self.pooling == "cls":
             pooled = sequence[:, 0]
-        elif self.pooling == "max":  # padding positions never win
+        elif self.pooling == "max":  # padding positions never win; an all-padding row pools to 0
             real = tf.cast(inputs["padding_mask"], tf.bool)[..., None]
             pooled = tf.reduce_max(tf.where(real, sequence, tf.cast(sequence.dtype.min, sequence.dtype)), 1)
+            pooled = tf.where(tf.reduce_any(real, axis=1), pooled, tf.zeros_like(pooled))
         else:
             weights = tf.cast(inputs["padding_mask"], sequence.dtype)[..., None]
             pooled = tf.reduce_sum(sequence * weights, 1) / tf.maximum(tf.reduce_sum(weights, 1), 1.0)
@@ -192,7 +213,14 @@ class EncoderTokenClassifier(_EncoderTask):
         from seqeval.metrics.sequence_labeling import get_entities
 
         self._check_tagging_preprocessor("predict_entities")
-        words = tf.ragged.constant([list(sentence) for sentence in sentences], dtype=tf.string)
+        if isinstance(sentences, (str, bytes)) or any(isinstance(s, (str, bytes)) for s in sentences):
+            raise TypeError("`sentences` must be a list of word lists, e.g. [['EU', 'rejects', "
+                            "'German', 'call']]; got a string where a word list was expected "
+                            "(split it into words first).")
+        sentences = [list(sentence) for sentence in sentences]
+        if not sentences:
+            return []
+        words = tf.ragged.constant(sentences, dtype=tf.string)
         tags = tf.function(self.tag_words)(words).to_list()
         return [[{"type": kind, "start": start, "end": end, "text": " ".join(sentence[start:end + 1])}
                  for kind, start, end in get_entities([tag.decode() for tag in sentence_tags])]
@@ -224,6 +252,11 @@ class MaskedLM(TaskModel):
                                             name="transform", dtype=self.dtype_policy)
         self.transform_norm = make_norm(c.norm_type, c.norm_epsilon, "transform_norm",
                                         dtype=self.dtype_policy)
+        self.check_preprocessor()
+
+    @property
+    def config(self):
+        return self.backbone.config
 
     def build(self, inputs_shape=None):
         if not self.backbone.built:  # a deserialized backbone arrives built

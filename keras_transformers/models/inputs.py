@@ -4,7 +4,7 @@ import difflib
 
 import tensorflow as tf
 
-from keras_transformers.ops.checks import check_ids_in_range, with_graph_assertions
+from keras_transformers.ops.checks import check_ids_in_range, check_mask_values, with_graph_assertions
 
 
 def _unknown_key_message(key, allowed):
@@ -19,7 +19,10 @@ def check_inputs(inputs, model_name, required, optional=(), max_lengths=None, vo
     Raises ``ValueError`` for: a non-dict, missing or misspelled keys, a rank other than
     ``(batch, seq)``, masks whose shape differs from their ids, an empty batch, a sequence
     longer than its entry in ``max_lengths`` (statically; a dynamic length is asserted in-graph),
-    and non-integer ids or (eagerly) ids outside ``[0, limit)`` for the keys of ``vocab_sizes``.
+    non-integer ids or ids outside ``[0, limit)`` for the keys of ``vocab_sizes``, and masks
+    that are not booleans or 0/1. The value checks are eager errors, or graph assertions
+    outside XLA (under XLA they cannot be built: :meth:`TaskModel.train_step` and its siblings
+    run this check before entering the compiled step).
     """
     allowed = list(required) + list(optional)
     if not hasattr(inputs, "keys"):
@@ -65,5 +68,5 @@ def check_inputs(inputs, model_name, required, optional=(), max_lengths=None, vo
                 tf.shape(tensor)[1], limit, message=f"`{key}` is longer than max_length={limit}.")])
     for key, tensor in tensors.items():
         if key.endswith("padding_mask") and tensor is not None:
-            tensors[key] = tf.cast(tensor, tf.bool)
+            tensors[key] = tf.cast(check_mask_values(tensor, key), tf.bool)
     return tensors

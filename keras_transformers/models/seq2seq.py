@@ -47,6 +47,7 @@ class Seq2Seq(TaskModel):
                                name="decoder", dtype=self.dtype_policy)
         self.lm_head = LanguageModelHead(token_embedding, c.tie_embeddings, kernel_initializer(c),
                                          name="lm_head", dtype=self.dtype_policy)
+        self.check_preprocessor()
 
     def build(self, inputs_shape=None):
         for backbone in (self.encoder, self.decoder):
@@ -61,6 +62,10 @@ class Seq2Seq(TaskModel):
         return check_inputs(inputs, type(self).__name__, keys,
                             max_lengths={key: limit for key in ids_keys},
                             vocab_sizes={key: self.config.vocab_size for key in ids_keys})
+
+    def validate_inputs(self, inputs):
+        """The checked tensors of ``inputs`` by key (:func:`check_inputs`)."""
+        return self._check(inputs, ENCODER_KEYS + DECODER_KEYS)
 
     def encode(self, inputs, training=None):
         """``encoder_token_ids``, ``encoder_padding_mask`` → ``(batch, src_seq, hidden)``."""
@@ -78,7 +83,7 @@ class Seq2Seq(TaskModel):
         return self.lm_head(hidden)
 
     def call(self, inputs, training=None):
-        inputs = self._check(inputs, ENCODER_KEYS + DECODER_KEYS)
+        inputs = self.validate_inputs(inputs)
         encoder_sequence = self.encode({key: inputs[key] for key in ENCODER_KEYS}, training=training)
         return self.decode({key: inputs[key] for key in DECODER_KEYS}, encoder_sequence,
                            inputs["encoder_padding_mask"], training=training)

@@ -1,10 +1,25 @@
 """What every trainable model shares: default loss/metrics, and padding that never counts."""
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_transformers.models.losses import SparseCategoricalCrossentropy
+from keras_transformers.ops.checks import check_ids_in_range
+
+UNICODE_CODE_POINTS = 0x110000  # the ids a character tokenizer without a vocabulary_size can give
+
+
+def number_of_examples(x):
+    """The batch size of array-like inputs (a dict of arrays, an array, a list), else ``None``."""
+    first = next(iter(x.values()), None) if isinstance(x, dict) else x
+    if isinstance(first, tuple):
+        first = first[0] if first else None
+    if isinstance(first, (list, np.ndarray, tf.Tensor)):
+        return len(first) if not isinstance(first, tf.Tensor) else first.shape[0]
+    return None
 
 
 class ShapeFreeBuild:
@@ -46,6 +61,96 @@ class TaskModel(ShapeFreeBuild, keras.Model):
     def __init__(self, preprocessor=None, **kwargs):
         super().__init__(**kwargs)
         self.preprocessor = preprocessor
+        self._xla_steps = None  # with XLA: "train" / "test" / "predict" -> its XLA-compiled step
+
+    def check_preprocessor(self):
+        """Refuse an attached preprocessor that can make ids the model has no embedding for:
+        a tokenizer with more ids than ``config.vocab_size``, or special ids past it. (Under
+        XLA such an id would silently read the last embedding row.) Task models call this at
+        the end of ``__init__``."""
+        if self.preprocessor is None or not hasattr(self.preprocessor, "tokenizer"):
+            return
+        limit = self.config.vocab_size
+        try:
+            size = self.preprocessor.tokenizer.vocabulary_size()
+        except ValueError:  # loading: the vocabulary arrives with the assets, after __init__
+            return
+        size = UNICODE_CODE_POINTS if size is None else int(size)
+        if size > limit:
+            raise ValueError(
+                f"The preprocessor's tokenizer has {size} ids, more than the model's "
+                f"vocab_size={limit}: ids from {limit} on have no embedding. Build the model with "
+                f"vocab_size >= {size}, or a tokenizer with at most {limit} ids.")
+        for name in ("start_id", "end_id", "separator_id", "pad_id"):
+            value = getattr(self.preprocessor, name, None)
+            if value is not None and not 0 <= value < limit:
+                raise ValueError(f"The preprocessor's {name}={value} is outside the model's "
+                                 f"vocabulary [0, vocab_size={limit}).")
+
+    @property
+    def num_label_classes(self):
+        """Labels are class ids in ``[0, num_label_classes)`` (negative ones are ignored in the
+        per-token models)."""
+        return self.config.vocab_size
+
+    def validate_inputs(self, inputs):
+        """The checked tensors of ``inputs`` by key (:func:`check_inputs`, via the backbone)."""
+        return self.backbone.validate_inputs(inputs)
+
+    # --- checks on the compiled path ----------------------------------------------------------
+    # XLA cannot assert: inside a jit_compile=True step the input checks are not built, and a
+    # gather clamps an out-of-range id to the last row. So with XLA on, Keras' per-step
+    # function is built without XLA, checks the batch (ids, masks, labels) there, and calls the
+    # train/test/predict step compiled with XLA on its own: nothing runs on an unchecked batch.
+
+    def _make_function(self, step_function):  # Keras' builder of the train and test functions
+        with self._steps_compiled_inside():
+            return super()._make_function(step_function)
+
+    def make_predict_function(self, force=False):
+        if self.predict_function is not None and not force:
+            return self.predict_function
+        with self._steps_compiled_inside():
+            return super().make_predict_function(force)
+
+    @contextlib.contextmanager
+    def _steps_compiled_inside(self):
+        self._xla_steps = {} if (self.jit_compile and not self.run_eagerly) else None
+        jit_compile, self._jit_compile = self._jit_compile, False
+        try:
+            yield
+        finally:
+            self._jit_compile = jit_compile
+
+    def _checked_step(self, kind, step, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if self._xla_steps is not None and hasattr(x, "keys"):
+            checked = self.validate_inputs(x)
+            x = {key: checked[key] for key in x}
+        if y is not None and not isinstance(y, (dict, list, tuple)) and self._counts_classes():
+            y = tf.convert_to_tensor(y)
+            if y.dtype.is_integer:
+                y = check_ids_in_range(y, self.num_label_classes, "labels", "num_classes" if hasattr(
+                    self, "num_classes") else "vocab_size", "the classes", allow_negative=self.is_token_level)
+        data = keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+        if self._xla_steps is None:  # eager, or compiled without XLA: the checks are in the step
+            return step(data)
+        if kind not in self._xla_steps:
+            self._xla_steps[kind] = tf.function(step, jit_compile=True, reduce_retracing=True)
+        return self._xla_steps[kind](data)
+
+    def _counts_classes(self):
+        """Whether the labels are class ids for the default loss (not a user's regression loss)."""
+        return isinstance(getattr(self, "loss", None), SparseCategoricalCrossentropy) or self.loss is None
+
+    def train_step(self, data):
+        return self._checked_step("train", super().train_step, data)
+
+    def test_step(self, data):
+        return self._checked_step("test", super().test_step, data)
+
+    def predict_step(self, data):
+        return self._checked_step("predict", super().predict_step, data)
 
     # --- text in: with a preprocessor, fit / evaluate / predict take raw strings ----------------
     # The strings are turned into inputs in the tf.data pipeline, outside the (XLA-compiled)
@@ -90,6 +195,8 @@ class TaskModel(ShapeFreeBuild, keras.Model):
             validation_data = self._text_dataset(validation_data)
         elif isinstance(validation_data, tuple) and self._is_text(validation_data[0]):
             validation_data = self._text_dataset(*validation_data)
+        if isinstance(x, tf.data.Dataset):  # it arrives shuffled or not; Keras would warn
+            shuffle = False
         return super().fit(x, y, batch_size=batch_size, validation_data=validation_data,
                            sample_weight=sample_weight, shuffle=shuffle, **kwargs)
 
@@ -99,9 +206,16 @@ class TaskModel(ShapeFreeBuild, keras.Model):
         return super().evaluate(x, y, batch_size=batch_size, sample_weight=sample_weight, **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
+        if number_of_examples(x) == 0:
+            raise ValueError("`x` holds no examples (batch size 0); predict needs at least one.")
         if self._is_text(x):
             x, batch_size = self._text_dataset(x, batch_size=batch_size), None
-        return super().predict(x, batch_size=batch_size, **kwargs)
+        try:
+            return super().predict(x, batch_size=batch_size, **kwargs)
+        except UnboundLocalError:  # Keras' predict loop over a dataset that yielded no batch
+            if isinstance(x, tf.data.Dataset):
+                raise ValueError("The dataset passed to predict yielded no batches.") from None
+            raise
 
     def get_config(self):
         config = super().get_config()
