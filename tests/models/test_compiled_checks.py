@@ -165,3 +165,18 @@ def test_text_apis_refuse_a_bare_string_and_take_empty_lists():
     empty = model.predict_labels([])
     assert empty["labels"] == [] and empty["probabilities"].shape == (0, 2)
     assert model.predict_labels(["a fine film", "no"])["probabilities"].shape == (2, 2)
+
+
+def test_predict_entities_refuses_strings_where_word_lists_belong():
+    from keras_transformers.preprocessing import TaggingPreprocessor
+    from keras_transformers.tokenizers import wordpiece_tokenizer
+
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "eu", "rejects"]
+    tagger = EncoderTokenClassifier(
+        TransformerConfig.from_preset("tiny", vocab_size=len(vocabulary), num_layers=1), num_classes=3,
+        preprocessor=TaggingPreprocessor(wordpiece_tokenizer(vocabulary), 8, start_id=2, separator_id=3,
+                                         label_names=["O", "B-ORG", "I-ORG"]))
+    for bad in ("EU rejects", ["EU rejects"]):
+        with pytest.raises(TypeError, match=r"`sentences` must be a list of word lists"):
+            tagger.predict_entities(bad)
+    assert tagger.predict_entities([]) == []

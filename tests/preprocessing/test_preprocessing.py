@@ -101,3 +101,27 @@ def test_word_labels_go_to_the_first_subword_of_each_word():
     assert labels.to_list() == [[1, 0, IGNORE_LABEL, 2, 0, 0, 0, IGNORE_LABEL, 2, IGNORE_LABEL, 0]]
     packed = pack(labels, sequence_length=14, start_id=IGNORE_LABEL, separator_id=IGNORE_LABEL, pad_id=IGNORE_LABEL)
     assert packed["token_ids"].numpy()[0, :3].tolist() == [IGNORE_LABEL, 1, 0]
+
+
+def test_preprocessors_called_eagerly_take_lists_of_strings_of_different_lengths():
+    from keras_transformers.preprocessing import CausalLMPreprocessor, TextPreprocessor
+    from keras_transformers.tokenizers import byte_tokenizer
+
+    texts = ["short", "a longer text"]
+    text = TextPreprocessor(byte_tokenizer(), 8, start_id=1, separator_id=2)
+    eager = text(texts)  # KerasHub's tokenizer gives Python lists here
+    graph = tf.function(text)(tf.constant(texts))
+    np.testing.assert_array_equal(eager["token_ids"], graph["token_ids"])
+    np.testing.assert_array_equal(eager["token_ids"][0], [1, *b"short", 2, 0])
+    np.testing.assert_array_equal(eager["padding_mask"].numpy().sum(1), [7, 8])
+    pairs = text((["a", "b"], ["cd", b"e"]))  # a tuple is a pair; bytes are UTF-8
+    np.testing.assert_array_equal(pairs["token_ids"][1, :5], [1, ord("b"), 2, ord("e"), 2])
+    inputs, labels = CausalLMPreprocessor(byte_tokenizer(), 6, start_id=1, end_id=2)(texts)
+    np.testing.assert_array_equal(inputs["token_ids"][0], [1, *b"short"])
+    np.testing.assert_array_equal(labels[0], [*b"short", 2])
+    with pytest.raises(TypeError, match=r"`texts` must be a list of strings \(a batch\), got a single str"):
+        text("short")
+    with pytest.raises(TypeError, match=r"`texts\[1\]` must be a str, got int 3"):
+        text(["a", 3])
+    with pytest.raises(ValueError, match=r"`texts\[0\]` is bytes that are not valid UTF-8"):
+        text([b"\xff"])
