@@ -20,17 +20,38 @@ function left as ``PartitionedCall``, an op ONNX lacks), so every file is checke
 ``onnx.checker``, opened in ONNX Runtime and compared with TensorFlow (≤ 1e-4) on two batch
 sizes and sequence lengths; generative models must also give Keras' greedy ids through
 :class:`OnnxGenerator`. Any failure raises :class:`ExportVerificationError` and writes nothing.
+
+Range checks: ONNX cannot raise, so the checks the Keras model makes become values. A row
+with an id outside ``[0, vocab_size)`` (``segment_ids``: ``[0, type_vocab_size)``), a mask
+value other than 0/1, or, in ``decoder_step``, a position outside ``[0, min(cache length,
+max_length))`` gets NaN ``logits`` (``encoder.onnx``: NaN cross keys/values); the other rows
+are unchanged, to the bit. An input longer than ``max_length`` gives NaN for the whole
+batch, in the shape asked for (learned-position models used to fail with "broadcast 48 by 49",
+rotary ones to answer). In ``decoder_step`` a NaN row's present keys/values are undefined:
+start that row again.
+
+As for SavedModels (:mod:`keras_transformers.export.atomic`): the directory is readable by any
+user (``0755`` / ``0644``), the hidden temporary of a killed export beside it is removed by the
+next export, and a second export into the same ``path`` while one runs raises
+``ExportInProgressError`` at once (lock file ``.<name>.lock`` beside ``path``, removed when done).
 """
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
 import tensorflow as tf
 
 from keras_transformers.export import onnx_generate
-from keras_transformers.export.atomic import atomic_directory
+from keras_transformers.export.atomic import (
+    atomic_directory,
+    export_lock,
+    makedirs_readable,
+    remove_stale_temporaries,
+    temporary_prefix,
+)
 from keras_transformers.export.signatures import ids_input_names, is_generative, model_config, sample_ids
 from keras_transformers.export.verify import ExportVerificationError
 from keras_transformers.models import Seq2Seq
@@ -53,6 +74,11 @@ def export_onnx(model, path, opset=17, *, verify=True):
     Returns:
         ``path``.
 
+    Raises:
+        ExportInProgressError: another export into ``path`` is running.
+        FileExistsError: ``path`` exists and is not empty.
+        ExportVerificationError: a file is not valid ONNX, or does not match TensorFlow.
+
     Example:
         >>> export_onnx(lm, "lm_onnx")
         >>> from keras_transformers.export.onnx_generate import OnnxGenerator
@@ -65,23 +91,29 @@ def export_onnx(model, path, opset=17, *, verify=True):
         raise FileExistsError(f"`path` {path} exists and is not empty; export_onnx writes a new directory.")
     if not model.built:
         model.build(None)
-    with atomic_directory(path) as work:
-        graphs = _graphs(model)
-        for name, (function, specs) in graphs.items():
-            with jit_compile_scope(False):  # tf2onnx cannot convert functions marked for XLA
-                tf2onnx.convert.from_function(tf.function(function), input_signature=specs, opset=opset,
-                                              output_path=os.path.join(work, f"{name}.onnx"))
-        if is_generative(model):
-            with open(os.path.join(work, "generation.json"), "w") as f:
-                json.dump(_generation_config(model), f, indent=2)
-            shutil.copy(onnx_generate.__file__, os.path.join(work, "onnx_generate.py"))
-        if verify:
+    parent = os.path.dirname(path)
+    makedirs_readable(parent)
+    with export_lock(os.path.join(parent, f".{os.path.basename(path)}.lock"), path):
+        remove_stale_temporaries(parent, re.escape(temporary_prefix(path)) + ".*")  # of killed exports
+        if os.path.exists(path) and os.listdir(path):  # written by an export that held the lock before us
+            raise FileExistsError(f"`path` {path} exists and is not empty; export_onnx writes a new directory.")
+        with atomic_directory(path) as work:
+            graphs = _graphs(model)
             for name, (function, specs) in graphs.items():
-                check_onnx_file(os.path.join(work, f"{name}.onnx"), function,
-                                [_sample_feeds(model, name, specs, batch, length)
-                                 for batch, length in ((7, 9), (1, 4))])
+                with jit_compile_scope(False):  # tf2onnx cannot convert functions marked for XLA
+                    tf2onnx.convert.from_function(tf.function(function), input_signature=specs, opset=opset,
+                                                  output_path=os.path.join(work, f"{name}.onnx"))
             if is_generative(model):
-                check_onnx_generation(model, work)
+                with open(os.path.join(work, "generation.json"), "w") as f:
+                    json.dump(_generation_config(model), f, indent=2)
+                shutil.copy(onnx_generate.__file__, os.path.join(work, "onnx_generate.py"))
+            if verify:
+                for name, (function, specs) in graphs.items():
+                    check_onnx_file(os.path.join(work, f"{name}.onnx"), function,
+                                    [_sample_feeds(model, name, specs, batch, length)
+                                     for batch, length in ((7, 9), (1, 4))])
+                if is_generative(model):
+                    check_onnx_generation(model, work)
     return path
 
 
@@ -96,17 +128,78 @@ def _decoder(model):
     return model.decoder if isinstance(model, Seq2Seq) else model.backbone
 
 
-def _graphs(model):
-    """``{file name: (function, [TensorSpec])}``: what each ONNX file computes."""
+# ----------------------------------------------------------------------------- range checks
+# ONNX has no op that raises, and tf2onnx drops TensorFlow's Assert ops, so the checks the Keras
+# model makes (ids in the vocabulary, length <= max_length, 0/1 masks, positions in the table)
+# are turned into values: a row that fails one gets NaN outputs, never plausible numbers, and
+# the other rows of the batch are unchanged. A failing row's ids are
+# replaced by 0 before any lookup (so that an id past the table does not fail the whole batch
+# in Gather, nor -1 wrap to the last row), and an over-long input is cut to max_length before
+# the model and its outputs padded back to the input's length with NaN (so that a learned
+# position table does not fail with "broadcast 48 by 49"). On valid rows all of this is exact:
+# a multiplication by 1, a slice and a pad by nothing.
+
+def _rows_in_range(ids, low, high):
+    """``(batch,)`` bool: every entry of the row lies in ``[low, high)``."""
+    return tf.reduce_all(tf.logical_and(ids >= low, ids < high), axis=1)
+
+
+def _rows_binary(mask):
+    """``(batch,)`` bool: the row's mask holds only 0 and 1."""
+    return tf.reduce_all(tf.logical_or(tf.equal(mask, 0), tf.equal(mask, 1)), axis=1)
+
+
+def _nan_unless(valid, tensor):
+    """``tensor`` (batch, ...) with the rows where ``valid`` is false set to NaN."""
+    flag = tf.where(valid, tf.constant(1.0, tensor.dtype), tf.constant(float("nan"), tensor.dtype))
+    return tensor * tf.reshape(flag, [-1] + [1] * (tensor.shape.rank - 1))
+
+
+def _pad_with_nan(tensor, axis, length):
+    """``tensor`` padded with NaN along ``axis`` (static) to ``length`` (no-op when as long)."""
+    paddings = [[0, 0]] * tensor.shape.rank
+    paddings[axis] = [0, length - tf.shape(tensor)[axis]]
+    return tf.pad(tensor, tf.stack([tf.stack(p) for p in paddings]), constant_values=float("nan"))
+
+
+def _checked_inputs(inputs, config):
+    """``(valid, inputs)``: ``valid`` (batch,) bool — ids in range, masks 0/1, every sequence at
+    most ``max_length`` — and the inputs cut to ``max_length``, with the ids of invalid rows
+    replaced by 0 (masks are left as they are)."""
+    limits = {"segment_ids": config.type_vocab_size}
+    valid, short = None, {}
+    for name, tensor in inputs.items():
+        ok = (_rows_binary(tensor) if name.endswith("padding_mask")
+              else _rows_in_range(tensor, 0, limits.get(name, config.vocab_size)))
+        ok = tf.logical_and(ok, tf.shape(tensor)[1] <= config.max_length)
+        valid = ok if valid is None else tf.logical_and(valid, ok)
+        short[name] = tensor[:, :config.max_length]
+    return valid, {name: (tensor if name.endswith("padding_mask") else tf.where(valid[:, None], tensor, 0))
+                   for name, tensor in short.items()}
+
+
+def _graphs(model, range_checks=True):
+    """``{file name: (function, [TensorSpec])}``: what each ONNX file computes.
+
+    ``range_checks=False`` leaves out the checks above (only to measure what they cost)."""
     names = ids_input_names(model)
+    c = model_config(model)
+    sequence_input = "decoder_token_ids" if isinstance(model, Seq2Seq) else "token_ids"
 
     def forward(*ids):
-        return {"logits": model(dict(zip(names, ids)), training=False)}
+        inputs = dict(zip(names, ids))
+        if not range_checks:
+            return {"logits": model(inputs, training=False)}
+        valid, checked = _checked_inputs(inputs, c)
+        logits = _nan_unless(valid, model(checked, training=False))
+        if logits.shape.rank == 3:  # (batch, seq, ·): back to the length asked for
+            logits = _pad_with_nan(logits, 1, tf.shape(inputs[sequence_input])[1])
+        return {"logits": logits}
 
     graphs = {"model": (forward, [tf.TensorSpec([None, None], tf.int32, name=n) for n in names])}
     if not is_generative(model):
         return graphs
-    c, decoder = model_config(model), _decoder(model)
+    decoder = _decoder(model)
     layers = len(decoder.blocks)
     kv = lambda name: tf.TensorSpec([None, c.key_value_heads, None, c.head_dim], tf.float32, name=name)  # noqa: E731
     step_specs = [tf.TensorSpec([None, None], tf.int32, name="token_ids"),
@@ -123,9 +216,19 @@ def _graphs(model):
     def decoder_step(token_ids, positions, *rest):
         cache = pairs(rest[:2 * layers])
         cross = pairs(rest[2 * layers:4 * layers]) if seq2seq else None
+        if range_checks:
+            # Positions are cache slots and rows of the position table: in [0, min(cache, max_length)).
+            slots = tf.minimum(tf.shape(rest[0])[2], c.max_length)
+            valid = tf.logical_and(_rows_in_range(token_ids, 0, c.vocab_size), _rows_in_range(positions, 0, slots))
+            if seq2seq:
+                valid = tf.logical_and(valid, _rows_binary(rest[-1]))
+            token_ids, positions = tf.where(valid[:, None], token_ids, 0), tf.where(valid[:, None], positions, 0)
         mask = tf.cast(rest[-1], tf.bool) if seq2seq else None
         hidden, cache = decoder.call_with_cache(token_ids, positions, cache, cross, mask)
-        outputs = {"logits": model.lm_head(hidden)}
+        logits = model.lm_head(hidden)
+        # A failing row's present keys/values are left undefined (its slot 0 overwritten),
+        # not NaN: poisoning the whole cache would cost a pass over it every step.
+        outputs = {"logits": _nan_unless(valid, logits) if range_checks else logits}
         for i, (keys, values) in enumerate(cache):
             outputs[f"present_key_{i}"], outputs[f"present_value_{i}"] = keys, values
         return outputs
@@ -133,11 +236,17 @@ def _graphs(model):
     graphs["decoder_step"] = (decoder_step, step_specs)
     if seq2seq:
         def encoder(encoder_token_ids, encoder_padding_mask):
-            sequence = model.encoder({"token_ids": encoder_token_ids, "padding_mask": encoder_padding_mask})
+            inputs = {"token_ids": encoder_token_ids, "padding_mask": encoder_padding_mask}
+            if range_checks:
+                valid, inputs = _checked_inputs(inputs, c)
+            sequence = model.encoder(inputs)
             outputs = {}
             for i, block in enumerate(decoder.blocks):
-                outputs[f"cross_key_{i}"], outputs[f"cross_value_{i}"] = block.cross_attention_layer.key_values(
-                    sequence)
+                keys_values = block.cross_attention_layer.key_values(sequence)
+                if range_checks:
+                    keys_values = [_pad_with_nan(_nan_unless(valid, t), 2, tf.shape(encoder_token_ids)[1])
+                                   for t in keys_values]
+                outputs[f"cross_key_{i}"], outputs[f"cross_value_{i}"] = keys_values
             return outputs
 
         graphs["encoder"] = (encoder, [tf.TensorSpec([None, None], tf.int32, name=n)

@@ -17,6 +17,7 @@ from keras_transformers.export.onnx import export_onnx
 from keras_transformers.export.onnx_generate import OnnxGenerator
 from keras_transformers.export.signatures import sample_ids
 from tests.export.models import KINDS, build
+from tests.export.readable import assert_world_readable
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -28,12 +29,21 @@ FILES = {"classifier": ["model.onnx"], "tagger": ["model.onnx"],
 
 @pytest.fixture(scope="module")
 def onnx_exports(tmp_path_factory):
+    """``onnx_exports(kind)`` → ``(model, directory)``, each exported (verified) once. Beside
+    each, a killed export's leftovers are planted first (a half-written hidden temporary and
+    a dead process's lock file), which the export must remove."""
     cache = {}
 
     def get(kind):
         if kind not in cache:
             model = build(kind)
-            cache[kind] = model, export_onnx(model, tmp_path_factory.mktemp("onnx") / kind)
+            parent = tmp_path_factory.mktemp("onnx")
+            stale = parent / f".{kind}.tmp-killed"
+            stale.mkdir(mode=0o700)
+            (stale / "model.onnx").write_bytes(b"half written")
+            (parent / f".{kind}.lock").write_text("999999\n")
+            (parent / ".other.tmp-x").mkdir()  # another target's temporary: not ours to remove
+            cache[kind] = model, export_onnx(model, parent / kind)
         return cache[kind]
 
     return get
@@ -43,13 +53,19 @@ def onnx_exports(tmp_path_factory):
 def test_files_are_valid_onnx_with_dynamic_axes(onnx_exports, kind):
     _, path = onnx_exports(kind)
     assert sorted(os.listdir(path)) == FILES[kind]
-    assert not any(name.startswith(".") for name in os.listdir(os.path.dirname(path)))  # no leftovers
+    assert sorted(os.listdir(os.path.dirname(path))) == [".other.tmp-x", kind]  # no leftovers
     model = onnx.load(os.path.join(path, "model.onnx"))
     onnx.checker.check_model(model, full_check=True)
     for graph_input in model.graph.input:
         dims = graph_input.type.tensor_type.shape.dim
         assert len(dims) == 2 and not any(d.HasField("dim_value") for d in dims), graph_input.name
     assert [o.name for o in model.graph.output] == ["logits"]
+
+
+@pytest.mark.parametrize("kind", ["classifier", "causal_lm"])
+def test_files_are_readable_by_any_user(onnx_exports, kind):
+    _, path = onnx_exports(kind)
+    assert_world_readable(path)  # onnx_generate.py included (copied from the installed package)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -124,3 +140,102 @@ def test_generator_checks_its_inputs(onnx_exports):
         generator.generate([[5] * 40], 10)
     with pytest.raises(ValueError, match="needs at least one token"):
         generator.generate([[5], []], 2)
+
+
+# ----------------------------------------------------------------------------- range checks
+# ONNX cannot raise: a row that fails a check the Keras model makes gives NaN (issue 14, item 5),
+# and the other rows are exactly what they are without it.
+
+ID_KEYS = {"classifier": ["token_ids", "segment_ids"], "tagger": ["token_ids"], "causal_lm": ["token_ids"],
+           "seq2seq": ["encoder_token_ids", "decoder_token_ids"]}
+LIMITS = {"token_ids": 128, "segment_ids": 2}  # the character models' vocabulary; BERT-like segments
+
+
+def _session(path, name="model.onnx"):
+    return onnxruntime.InferenceSession(os.path.join(path, name), providers=["CPUExecutionProvider"])
+
+
+def _assert_only_row_is_nan(got, good, row):
+    assert np.isnan(got[row]).all(), got[row]
+    others = [i for i in range(len(good)) if i != row]
+    np.testing.assert_array_equal(got[others], good[others])  # exactly, not within a tolerance
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_out_of_range_ids_and_non_binary_masks_give_nan_rows(onnx_exports, kind):
+    model, path = onnx_exports(kind)
+    session = _session(path)
+    inputs = sample_ids(model, 3, 7, seed=3)
+    (good,) = session.run(None, inputs)
+    vocab = model.config.vocab_size if hasattr(model, "config") else model.backbone.config.vocab_size
+    for key in ID_KEYS[kind]:
+        limit = vocab if key != "segment_ids" else model.backbone.config.type_vocab_size
+        for bad in (-1, -limit, limit, 10**9):  # -1 used to wrap to limit - 1; limit used to fail the batch
+            feeds = {name: value.copy() for name, value in inputs.items()}
+            feeds[key][1, 4] = bad
+            _assert_only_row_is_nan(session.run(None, feeds)[0], good, 1)
+    for key in [name for name in inputs if name.endswith("padding_mask")]:
+        for bad in (2, -1):
+            feeds = {name: value.copy() for name, value in inputs.items()}
+            feeds[key][2, 0] = bad
+            _assert_only_row_is_nan(session.run(None, feeds)[0], good, 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_over_long_inputs_give_nan_and_max_length_still_matches_keras(onnx_exports, kind):
+    # The classifier, tagger and seq2seq have learned positions (this failed with "broadcast
+    # ... 48 by 49"), the CausalLM rotary ones (this passed silently).
+    model, path = onnx_exports(kind)
+    config = model.config if hasattr(model, "config") else model.backbone.config
+    session = _session(path)
+    limit = config.max_length
+    inputs = sample_ids(model, 2, limit, seed=4)
+    (got,) = session.run(None, inputs)
+    want = np.asarray(model({key: tf.constant(value) for key, value in inputs.items()}))
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.isfinite(got).all()
+    for length in (limit + 1, 2 * limit + 3):
+        inputs = sample_ids(model, 2, length, seed=5)
+        if kind == "seq2seq":  # each side alone too long
+            for key in ("encoder", "decoder"):
+                feeds = {**sample_ids(model, 2, 5, seed=6)}
+                feeds.update({name: value for name, value in inputs.items() if name.startswith(key)})
+                (got,) = session.run(None, feeds)
+                assert got.shape[:2] == (2, feeds["decoder_token_ids"].shape[1]) and np.isnan(got).all()
+        else:
+            (got,) = session.run(None, inputs)
+            assert got.shape[0] == 2 and np.isnan(got).all()
+            if got.ndim == 3:
+                assert got.shape[1] == length  # the length asked for, all NaN
+
+
+@pytest.mark.parametrize("kind", ["causal_lm", "seq2seq"])
+def test_decoder_step_refuses_bad_positions_ids_and_masks_with_nan(onnx_exports, kind):
+    model, path = onnx_exports(kind)
+    session = _session(path, "decoder_step.onnx")
+    specs = onnx_module._graphs(model)["decoder_step"][1]  # builds no graph
+    feeds = onnx_module._sample_feeds(model, "decoder_step", specs, 3, 6)  # cache of 6 slots, positions 3..5
+    good = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))["logits"]
+    assert np.isfinite(good).all()
+    changes = [("positions", -1), ("positions", 6), ("positions", -6), ("token_ids", -1), ("token_ids", 128)]
+    if kind == "seq2seq":
+        changes.append(("encoder_padding_mask", 2))
+    for key, bad in changes:
+        changed = {name: value.copy() for name, value in feeds.items()}
+        changed[key][1, -1] = bad
+        outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, changed)))
+        _assert_only_row_is_nan(outputs["logits"], good, 1)
+
+
+def test_encoder_refuses_bad_ids_and_over_long_sources_with_nan(onnx_exports):
+    model, path = onnx_exports("seq2seq")
+    session = _session(path, "encoder.onnx")
+    feeds = {key: sample_ids(model, 3, 6, seed=7)[key] for key in ("encoder_token_ids", "encoder_padding_mask")}
+    good = session.run(None, feeds)
+    feeds["encoder_token_ids"][0, 1] = -1
+    for got, want in zip(session.run(None, feeds), good):
+        _assert_only_row_is_nan(got, want, 0)
+    long = {key: sample_ids(model, 2, model.config.max_length + 1, seed=8)[key]
+            for key in ("encoder_token_ids", "encoder_padding_mask")}
+    for got in session.run(None, long):
+        assert got.shape[2] == model.config.max_length + 1 and np.isnan(got).all()
