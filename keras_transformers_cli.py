@@ -108,8 +108,9 @@ def build_parser():
                        help="peak AdamW learning rate (default 1e-3; 5e-5 with --from-pretrained)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
-                       help="log the run to MLflow (params, per-epoch metrics, the model); URI default: "
-                            "./mlruns (needs pip install \"keras_transformers[tracking]\")")
+                       help="log the run to MLflow (params, per-epoch metrics, the model); URI default: MLflow's "
+                            "local store (./mlflow.db, artifacts in ./mlruns); needs "
+                            "pip install \"keras_transformers[tracking]\"")
     train.add_argument("--mlflow-experiment", default="keras-transformers", metavar="NAME",
                        help="MLflow experiment name (default keras-transformers)")
     train.add_argument("--no-xla", action="store_true", help="train without XLA compilation")
@@ -186,7 +187,19 @@ def check_arguments(args):
     """The mistakes found without TensorFlow: a missing file, an unknown ``--set`` field.
     Returns the error message, or ``None``."""
     import difflib
+    import importlib.util
 
+    if args.command == "export" and args.format == "onnx":
+        for module in ("tf2onnx", "onnxruntime"):
+            try:
+                missing = importlib.util.find_spec(module) is None
+            except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+                missing = True
+            if missing:
+                return f'export onnx needs {module}: pip install "keras_transformers[onnx]"'
+    model = args.__dict__.get("model")
+    if model is not None and not model.endswith(".keras") and not os.path.isdir(model):
+        return f"MODEL must be a .keras file saved with model.save(), or a run directory, got {model!r}"
     paths = {"train": [("--data", args.__dict__.get("data")), ("--validation", args.__dict__.get("validation"))],
              "evaluate": [("--data", args.__dict__.get("data")), ("MODEL", [args.__dict__.get("model")])],
              "generate": [("MODEL", [args.__dict__.get("model")])],

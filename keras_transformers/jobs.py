@@ -581,8 +581,9 @@ def _mlflow_run(uri, experiment, out, settings, config):
         import mlflow
     except ImportError:
         raise JobError('--mlflow needs MLflow: pip install "keras_transformers[tracking]"') from None
-    uri = uri or "file:" + os.path.abspath("mlruns")
-    mlflow.set_tracking_uri(uri)
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    uri = mlflow.get_tracking_uri()  # default (MLflow 3): sqlite:///mlflow.db here, artifacts in ./mlruns
     mlflow.set_experiment(experiment)
     id_path = os.path.join(out, "mlflow_run.json")
     previous = _read_json(id_path) if os.path.exists(id_path) else None
@@ -646,8 +647,9 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
         steps, epochs: training length (default 3 epochs); steps round up to whole epochs.
         batch_size, sequence_length, learning_rate, seed: as named (learning rate: the AdamW
             peak, after a warm-up, with cosine decay; default 1e-3, 5e-5 when fine-tuning).
-        mlflow: ``None`` (off), ``""`` (a local ``./mlruns`` store) or a tracking URI: log the
-            settings, each epoch's metrics and the final model.
+        mlflow: ``None`` (off), ``""`` (MLflow's default local store: ``./mlflow.db``, artifacts
+            in ``./mlruns``) or a tracking URI: log the settings, each epoch's metrics and the
+            final model.
 
     Returns:
         A dict: ``out``, ``model`` (path), ``epochs`` (finished), ``steps``, ``metrics`` (the
@@ -807,13 +809,20 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
 
 def _log_mlflow_model(tracking, model, out):
     """The final model into the MLflow run: MLflow's Keras flavour, else the file as an artifact."""
+    import logging
+
     import mlflow.keras
 
+    mlflow_logger = logging.getLogger("mlflow")
+    level = mlflow_logger.level
+    mlflow_logger.setLevel(logging.ERROR)  # "saving a Keras model without specifying model signature"
     try:
         mlflow.keras.log_model(model, name="model", pip_requirements=["keras_transformers"])
     except Exception as error:  # the flavour's own checks; the artifact still keeps the model
         print(f"Note: mlflow.keras.log_model failed ({one_line(error)}); logging {MODEL_FILE} as an artifact.")
         tracking.log_artifact(os.path.join(out, MODEL_FILE), artifact_path="model")
+    finally:
+        mlflow_logger.setLevel(level)
     tracking.log_artifact(os.path.join(out, METRICS_FILE))
     if os.path.exists(os.path.join(out, CURVES_FILE)):
         tracking.log_artifact(os.path.join(out, CURVES_FILE))

@@ -18,11 +18,30 @@ One small runner, so the task scripts hold only their data, model and metric:
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
 import platform
 import sys
 import time
+
+
+def require(*modules, extra="benchmarks"):
+    """Exit with one line naming the install when an optional module is missing: checked before
+    anything trains, not after a minute of it."""
+    def absent(module):
+        try:
+            return importlib.util.find_spec(module) is None
+        except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+            return True
+
+    missing = [module for module in modules if absent(module)]
+    if missing:
+        sys.exit(f"{os.path.basename(sys.argv[0]) or 'benchmark'}: needs {', '.join(missing)} "
+                 f'(pip install "keras_transformers[{extra}]")')
+
+
+require("matplotlib")  # every anchor script draws its curves (plot_curves, plot_attention)
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,1 @@
+"""Orchestrated runs of keras_transformers' jobs (Prefect); see ``train_flow.py``."""
