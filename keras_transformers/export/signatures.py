@@ -15,8 +15,15 @@ CausalLM                    ``text`` (b,)    ``generated_text`` (b,) string (wit
 (CausalLMPreprocessor)      prompts          token), ``generated_ids`` (b, max_new_tokens)
                                              int32 (stop token kept, then the pad id),
 Seq2Seq                     ``text`` (b,)    ``generated_lengths`` (b,) int32 (new tokens,
-(Seq2SeqPreprocessor)       sources          stop token counted)
+(Seq2SeqPreprocessor)       sources          stop token counted), ``nonfinite`` (b,) bool
+                                             (True: the model's logits held NaN/inf and the
+                                             row stopped before that token; its ids so far
+                                             are kept, none outside the vocabulary)
 ==========================  ===============  =================================================
+
+A CausalLM prompt longer than ``max_length - max_new_tokens`` tokens keeps its last tokens,
+as ``CausalLM.generate_text`` does; Seq2Seq sources are cut to the preprocessor's
+``source_length`` in both.
 
 ``predict_ids`` inputs (all ``(batch, seq)`` int32, 1 = real token in masks): ``token_ids``,
 ``padding_mask`` (+ ``segment_ids`` when ``type_vocab_size > 0``); for ``Seq2Seq``
@@ -162,29 +169,34 @@ def _generate_text(model, settings):
 
     def decode(prompts, extra_inputs):
         # The loop compiles with XLA or not as the attention core does (jit_compile_scope).
-        static = (max_new_tokens, settings["num_beams"], greedy, settings["top_k"],
-                  settings["top_p"] is not None, get_jit_compile(), c.pad_token_id)
+        static = (settings["num_beams"], greedy, settings["top_k"], settings["top_p"] is not None,
+                  get_jit_compile(), c.pad_token_id)
         loop = decode_function(model, static)
         if settings["seed"] is not None or greedy:
             seed = tf.constant([0, int(settings["seed"] or 0) % 2**31], tf.int32)
         else:  # a fresh seed per request
             seed = tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int32)
         prompt_lengths = tf.cast(prompts.row_lengths(), tf.int32)
-        tokens, new_lengths = loop(prompts.to_tensor(c.pad_token_id), prompt_lengths, extra_inputs, seed, stop,
-                                   tf.constant(float(settings["temperature"] or 1.0)),
-                                   tf.constant(float(settings["top_p"] or 1.0)),
-                                   tf.constant(float(settings["length_penalty"])))
+        # The token buffer (= cache) holds each prompt and its new tokens.
+        buffer = tf.pad(prompts.to_tensor(c.pad_token_id), [[0, 0], [0, max_new_tokens]],
+                        constant_values=c.pad_token_id)
+        tokens, new_lengths, nonfinite = loop(
+            buffer, prompt_lengths, tf.ones_like(prompt_lengths, tf.bool), tf.constant(max_new_tokens),
+            extra_inputs, seed, stop, tf.constant(float(settings["temperature"] or 1.0)),
+            tf.constant(float(settings["top_p"] or 1.0)), tf.constant(float(settings["length_penalty"])))
         steps = tf.range(max_new_tokens)[None, :]
         new = tf.gather(tokens, prompt_lengths[:, None] + steps, batch_dims=1)
         new = tf.where(steps < new_lengths[:, None], new, c.pad_token_id)
         last = tf.gather(new, tf.maximum(new_lengths - 1, 0), batch_dims=1)
         text_lengths = new_lengths - tf.cast(_is_stop(last, stop) & (new_lengths > 0), tf.int32)
         text = preprocessor.tokenizer.detokenize(tf.RaggedTensor.from_tensor(new, lengths=text_lengths))
-        return {"generated_text": text, "generated_ids": new, "generated_lengths": new_lengths}
+        return {"generated_text": text, "generated_ids": new, "generated_lengths": new_lengths,
+                "nonfinite": nonfinite}
 
     if isinstance(model, CausalLM):
         def generate_text(text):
-            # Prompts that leave no room for max_new_tokens keep their last tokens.
+            # Prompts that leave no room for max_new_tokens keep their last tokens, as
+            # CausalLM.generate_text does (the start token is the first dropped).
             prompts = preprocessor.prompts(text)[:, -(c.max_length - max_new_tokens):]
             return decode(prompts, ())
     else:
