@@ -193,9 +193,12 @@ class CausalLM(TaskModel):
         """Continue each prompt by up to ``max_new_tokens`` tokens, with a key/value cache.
 
         The whole loop (prefill of the prompts, then one cached step per token) is one
-        ``tf.function(jit_compile=True)``, traced once per batch size, prompt-length bucket
-        (powers of two from 8) and static setting (``max_new_tokens``, ``num_beams``, ``top_k``,
-        greedy or not, top-p or not); temperature, ``top_p``, seed and stop tokens are inputs.
+        ``tf.function(jit_compile=True)``, traced once per static setting (``num_beams``,
+        ``top_k``, greedy or not, top-p or not) and XLA-compiled once per bucket of batch size
+        and of ``longest prompt + max_new_tokens`` (powers of two; the padding is cut from the
+        output, which is identical to an unbucketed run); ``max_new_tokens``, temperature,
+        ``top_p``, seed and stop tokens are inputs. See :mod:`keras_transformers.generation.generate`
+        for the bounded cache of compiled loops.
 
         Args:
             token_ids: prompts: a list of id lists of any lengths, or ``(batch, prompt_len)``
@@ -207,7 +210,8 @@ class CausalLM(TaskModel):
             top_p: sample from the nucleus of probability ``top_p`` only.
             num_beams: beam search with this many beams when ``> 1`` (temperature 0).
             length_penalty: beam search ranks finished beams by ``score / length**length_penalty``.
-            stop_token_ids: ids that end a row (kept); the rest of the row is padding.
+            stop_token_ids: an id or a list of ids that end a row (kept); the rest of the row
+                is padding.
             seed: int; the same seed gives the same samples. Random when ``None``.
             jit_compile: compile the loop with XLA; ``None`` follows
                 :func:`keras_transformers.ops.set_jit_compile` (default on). ``False`` traces
@@ -217,6 +221,16 @@ class CausalLM(TaskModel):
             A dict of NumPy arrays, ``token_ids`` ``(batch, longest_prompt + max_new_tokens)``
             int32 (each row: its prompt, its new tokens, then ``config.pad_token_id``) and
             ``padding_mask`` (True on prompt and new tokens), ready to feed back to the model.
+            Every id is in ``[0, vocab_size)``.
+
+        Raises:
+            ValueError: a bad argument (named, with its value and limit); a prompt plus
+                ``max_new_tokens`` past ``config.max_length`` (use
+                :func:`keras_transformers.generation.generate_uncached`, which slides a
+                window, or a config with a larger ``max_length``); and
+                :class:`~keras_transformers.generation.NonFiniteLogitsError` when the model's
+                logits hold NaN/inf (NaN weights): no ids are returned then.
+            TypeError: a setting of the wrong type (``top_k=2.5``, a string for ``token_ids``).
 
         Example:
             >>> lm = CausalLM(TransformerConfig.from_preset("tiny", norm_first=True))
@@ -236,22 +250,44 @@ class CausalLM(TaskModel):
 
         Each prompt is tokenized after the start token; generation stops at the
         preprocessor's end token (unless ``stop_token_ids`` says otherwise). Other settings
-        are those of :meth:`generate`. Returns the continuations (without the prompts) as str.
+        are those of :meth:`generate`.
+
+        Args:
+            prompts: a list of strings (``bytes`` are decoded as UTF-8), or one string.
+            max_new_tokens: tokens to add. A prompt longer than ``config.max_length -
+                max_new_tokens`` tokens keeps its last ones (the oldest, the start token
+                first, are dropped), exactly as the exported ``serving_default`` does.
+
+        Returns:
+            The continuations (without the prompts): a list of ``str``, one per prompt
+            (``[]`` for ``[]``), or one ``str`` for one string.
 
         Example:
             >>> lm.generate_text(["To be, or not"], max_new_tokens=40, temperature=0.8, seed=0)
         """
+        import numpy as np
+
+        from keras_transformers.generation.text import keep_last_tokens, text_batch
+
         if not hasattr(self.preprocessor, "prompt_ids"):
             raise ValueError("generate_text needs a CausalLMPreprocessor: build the model with "
                              "CausalLM(..., preprocessor=CausalLMPreprocessor(tokenizer, ...)).")
-        prompt_ids = self.preprocessor.prompt_ids(list(prompts))
-        stop_token_ids = settings.pop("stop_token_ids", None) or [self.preprocessor.end_id]
+        texts, single = text_batch(prompts, "prompts")
+        if not texts:
+            return []
+        prompt_ids = keep_last_tokens(self.preprocessor.prompt_ids(texts), max_new_tokens,
+                                      self.config.max_length)
+        stop_token_ids = settings.pop("stop_token_ids", None)
+        if stop_token_ids is None or (isinstance(stop_token_ids, (list, tuple)) and not stop_token_ids):
+            stop_token_ids = [self.preprocessor.end_id]
         outputs = self.generate(prompt_ids, max_new_tokens, stop_token_ids=stop_token_ids, **settings)
+        stop = set(np.atleast_1d(stop_token_ids).tolist())
         continuations = []
         for row, mask, prompt in zip(outputs["token_ids"], outputs["padding_mask"], prompt_ids):
             new = row[mask][len(prompt):].tolist()
-            continuations.append(new[:-1] if new and new[-1] in stop_token_ids else new)
-        return self.preprocessor.detokenize(continuations)
+            continuations.append(new[:-1] if new and new[-1] in stop else new)
+        texts = self.preprocessor.detokenize(continuations)
+        return texts[0] if single else texts
 
     def generation_functions(self):
         """``(prefill, step)`` of :mod:`keras_transformers.generation.decoding`."""

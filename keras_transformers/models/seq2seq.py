@@ -123,12 +123,16 @@ class Seq2Seq(TaskModel):
                                                  name="encoder_token_ids")
         check_ids(source_ids, source_lengths, c.vocab_size, "encoder_token_ids")
         if source_lengths.max() > c.max_length:
-            raise ValueError(f"The longest source has {source_lengths.max()} tokens, more than the "
-                             f"model's max_length={c.max_length}.")
+            raise ValueError(f"The longest source in `encoder_token_ids` has {source_lengths.max()} tokens, "
+                             f"more than the model's max_length={c.max_length}: shorten it, or build "
+                             "the model from a config with a larger `max_length`.")
         if (start_token_id is None) == (decoder_token_ids is None):
             raise ValueError("Pass exactly one of `start_token_id` (every target starts with it) "
                              "and `decoder_token_ids` (decoder prompts).")
         if decoder_token_ids is None:
+            if isinstance(start_token_id, bool) or not isinstance(start_token_id, (int, np.integer)):
+                raise TypeError(f"`start_token_id` must be an integer id, got "
+                                f"{type(start_token_id).__name__} {start_token_id!r}.")
             decoder_token_ids = [[int(start_token_id)]] * len(source_lengths)
         prompt_ids, prompt_lengths = pad_prompts(decoder_token_ids, name="decoder_token_ids")
         if len(prompt_lengths) != len(source_lengths):
@@ -140,8 +144,8 @@ class Seq2Seq(TaskModel):
                            temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
                            length_penalty=length_penalty, stop_token_ids=stop_token_ids, seed=seed,
                            pad_token_id=c.pad_token_id, jit_compile=jit_compile,
-                           prompt_name="decoder_token_ids",
-                           extra_inputs=(tf.constant(source_ids), tf.constant(source_mask)))
+                           prompt_name="decoder_token_ids", extra_inputs=(source_ids, source_mask),
+                           sliding_window=False)
         return {"decoder_token_ids": outputs["token_ids"],
                 "decoder_padding_mask": outputs["padding_mask"]}
 
@@ -149,25 +153,41 @@ class Seq2Seq(TaskModel):
         """Translate source strings; needs an attached
         :class:`~keras_transformers.preprocessing.Seq2SeqPreprocessor`.
 
-        Sources are tokenized as in training; decoding starts at the preprocessor's start token
-        and stops at its end token (unless ``stop_token_ids`` says otherwise). Other settings are
-        those of :meth:`generate` (``num_beams``, ``temperature``, ...). Returns strings.
+        Sources are tokenized as in training (cut to the preprocessor's ``source_length``, as
+        the exported ``serving_default`` cuts them); decoding starts at the preprocessor's
+        start token and stops at its end token (unless ``stop_token_ids`` says otherwise).
+        Other settings are those of :meth:`generate` (``num_beams``, ``temperature``, ...).
+
+        Args:
+            sources: a list of strings (``bytes`` are decoded as UTF-8), or one string.
+
+        Returns:
+            A list of ``str``, one per source (``[]`` for ``[]``), or one ``str`` for one string.
 
         Example:
             >>> model.generate_text(["Ein Hund rennt."], max_new_tokens=30, num_beams=4)
         """
+        from keras_transformers.generation.text import text_batch
+
         if not hasattr(self.preprocessor, "source_ids"):
             raise ValueError("generate_text needs a Seq2SeqPreprocessor: build the model with "
                              "Seq2Seq(..., preprocessor=Seq2SeqPreprocessor(tokenizer, ...)).")
-        stop_token_ids = settings.pop("stop_token_ids", None) or [self.preprocessor.end_id]
-        outputs = self.generate(self.preprocessor.source_ids(list(sources)), max_new_tokens,
+        texts, single = text_batch(sources, "sources")
+        if not texts:
+            return []
+        stop_token_ids = settings.pop("stop_token_ids", None)
+        if stop_token_ids is None or (isinstance(stop_token_ids, (list, tuple)) and not stop_token_ids):
+            stop_token_ids = [self.preprocessor.end_id]
+        outputs = self.generate(self.preprocessor.source_ids(texts), max_new_tokens,
                                 start_token_id=self.preprocessor.start_id,
                                 stop_token_ids=stop_token_ids, **settings)
+        stop = set(np.atleast_1d(stop_token_ids).tolist())
         targets = []
         for row, mask in zip(outputs["decoder_token_ids"], outputs["decoder_padding_mask"]):
             new = row[mask][1:].tolist()  # after the start token
-            targets.append(new[:-1] if new and new[-1] in stop_token_ids else new)
-        return self.preprocessor.detokenize(targets)
+            targets.append(new[:-1] if new and new[-1] in stop else new)
+        texts = self.preprocessor.detokenize(targets)
+        return texts[0] if single else texts
 
     def generation_functions(self):
         """``(prefill, step)`` of :mod:`keras_transformers.generation.decoding`; the prefill
