@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_transformers import CausalLM, Seq2Seq
-from keras_transformers.generation import generate_uncached, trace_count
+from keras_transformers.generation import cache_info, generate_uncached, trace_count
 from tests.models.helpers import tiny_config
 
 PROMPTS = [[5, 17, 3, 44, 9], [8], [30, 2, 61]]  # different lengths, batched
@@ -187,16 +187,17 @@ def test_generation_stops_early_when_every_row_has_stopped(lm):
 def test_same_shaped_calls_trace_once():
     lm = causal_lm()
     lm.generate(PROMPTS, max_new_tokens=5, temperature=0.7, seed=1)
-    assert trace_count(lm) == 1
-    # Same batch and prompt bucket (longest 5 and 7 both pad to 8); other temperature and
-    # seed, which are inputs, not constants of the trace.
+    assert trace_count(lm) == 1 and cache_info(lm)["programs"] == 1
+    # Same batch bucket (3 rows -> 4) and width bucket (longest prompt + new tokens: 10, 12,
+    # 13 -> 16); other temperature, seed, stop tokens (none or one: a list of one) and
+    # max_new_tokens, which are inputs, not constants of the trace.
     lm.generate([[1, 2, 3, 4, 5, 6, 7], [3], [4]], max_new_tokens=5, temperature=1.3, seed=2)
     lm.generate(PROMPTS, max_new_tokens=5, temperature=0.7, seed=1, stop_token_ids=[3])
-    assert trace_count(lm) == 2  # a stop-token list changes an input's shape: () → (1,)
-    lm.generate(PROMPTS, max_new_tokens=5, temperature=0.7, seed=1, stop_token_ids=[4])
-    assert trace_count(lm) == 2
-    lm.generate(PROMPTS, max_new_tokens=6, temperature=0.7)
-    assert trace_count(lm) == 3  # the cache size changed
+    lm.generate(PROMPTS + [[1]], max_new_tokens=8, temperature=0.7, seed=1, stop_token_ids=4)
+    assert trace_count(lm) == 1 and cache_info(lm)["programs"] == 1
+    lm.generate(PROMPTS, max_new_tokens=12, temperature=0.7)
+    # 5 + 12 = 17 -> a buffer of 32: a new XLA program of the same trace
+    assert trace_count(lm) == 1 and cache_info(lm)["programs"] == 2
 
 
 def test_jit_compile_false_gives_the_same_tokens(lm):
