@@ -854,8 +854,11 @@ def evaluate(model, data, *, batch_size=32, max_new_tokens=None):
     if task == "tagger":
         true_tags, predicted = [], []
         for words, tags in batches:
-            predicted += [[t.decode() for t in row] for row in model.tag_words(words).to_list()]
-            true_tags += [[t.decode() for t in row] for row in tags.to_list()]
+            gold = [[t.decode() for t in row] for row in tags.to_list()]
+            guessed = [[t.decode() for t in row] for row in model.tag_words(words).to_list()]
+            # Words past the sequence length were cut off before the model: predicted "O".
+            predicted += [row + ["O"] * (len(truth) - len(row)) for row, truth in zip(guessed, gold)]
+            true_tags += gold
         scores = metric_lib.entity_scores(true_tags, predicted)
         pairs = [(t, p) for truth, guess in zip(true_tags, predicted) for t, p in zip(truth, guess)]
         result.update({key: scores[key] for key in ("precision", "recall", "f1")},

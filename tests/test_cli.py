@@ -1,6 +1,8 @@
 """The `keras-transformers` command: the quickstart runs end to end, in a tiny setting."""
 
+import ast
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,20 +21,50 @@ def test_console_script_is_installed():
     assert (Path(sys.executable).parent / "keras-transformers").exists()
 
 
-def test_quickstart_trains_saves_and_samples(tmp_path):
-    saved = tmp_path / "char_gpt.keras"
-    result = subprocess.run(
-        [sys.executable, "-m", "keras_transformers.cli", "quickstart", "--steps", "12",
-         "--steps-per-epoch", "6", "--sample-length", "40", "--save", str(saved)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+def _user_environment():
+    return {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PYTHONUNBUFFERED": "1"}
+
+
+def test_quickstart_trains_saves_samples_then_generates_and_exports_a_text_signature(tmp_path):
+    """README's first commands: quickstart --save, generate from its model, export it, and run
+    the export's text signature with saved_model_cli (TensorFlow alone)."""
+    script = str(Path(sys.executable).parent / "keras-transformers")
+    result = subprocess.run([script, "quickstart", "--steps", "12", "--steps-per-epoch", "6", "--sample-length",
+                             "40", "--save", "char_gpt.keras"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_user_environment())
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Epoch 2/2" in result.stdout
-    assert "(12 steps): validation loss" in result.stdout
+    assert "(12 steps): validation loss 3.496" in result.stdout  # the numbers of the ids-only quickstart
+    assert not re.search(r"^[IWE]\d{4} |cuInit", result.stderr, re.MULTILINE), result.stderr[-2000:]
     sample = result.stdout.split("--- sample ---")[1].split("--------------")[0]
     assert sample.startswith("\n") and sample.endswith("\n")  # the "\n" prompt ... the closing line
     assert len(sample) == 1 + 40 + 1
-    model = keras.saving.load_model(saved)
-    assert model.config.vocab_size == 65
+    model = keras.saving.load_model(tmp_path / "char_gpt.keras")
+    assert model.config.vocab_size == 65 and model.preprocessor.tokenizer.vocabulary_size() == 65
+
+    # Past the 64-character context: the window slides (uncached generation), no stop token.
+    result = subprocess.run([script, "generate", "char_gpt.keras", "ROMEO:", "--max-new-tokens", "80",
+                             "--temperature", "0.8", "--seed", "1"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_user_environment())
+    assert result.returncode == 0 and result.stderr == "", result.stderr[-3000:]
+    continuation = result.stdout[:-1]
+    assert len(continuation) == 80 and set(continuation) <= set(tiny_shakespeare())
+
+    result = subprocess.run([script, "export", "savedmodel", "char_gpt.keras", "serving", "--max-new-tokens", "20",
+                             "--no-verify"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_user_environment())
+    assert result.returncode == 0 and result.stderr == "", result.stderr[-3000:]
+    served = subprocess.run(
+        [str(Path(sys.executable).parent / "saved_model_cli"), "run", "--dir", "serving/1", "--tag_set", "serve",
+         "--signature_def", "serving_default", "--input_exprs", 'text=["ROMEO:"]'],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert served.returncode == 0, served.stderr[-3000:]
+    text = re.search(r"Result for output key generated_text:\n\[(b'.*'|b\".*\")\]", served.stdout, re.DOTALL)
+    assert text, served.stdout[-2000:]
+    from keras_transformers import jobs
+
+    expected = jobs.generate(model, ["ROMEO:"], max_new_tokens=20)[0]  # greedy, as exported
+    assert len(expected) == 20 and ast.literal_eval(text.group(1)).decode() == expected
 
 
 def test_ctrl_c_keeps_the_model_trained_so_far(tmp_path):
