@@ -54,7 +54,7 @@ from keras_transformers.export.atomic import (
 )
 from keras_transformers.export.signatures import ids_input_names, is_generative, model_config, sample_ids
 from keras_transformers.export.verify import ExportVerificationError
-from keras_transformers.models import Seq2Seq
+from keras_transformers.models import CausalLM, Seq2Seq
 from keras_transformers.ops import jit_compile_scope
 
 ATOL = 1e-4
@@ -132,50 +132,62 @@ def _decoder(model):
 # ONNX has no op that raises, and tf2onnx drops TensorFlow's Assert ops, so the checks the Keras
 # model makes (ids in the vocabulary, length <= max_length, 0/1 masks, positions in the table)
 # are turned into values: a row that fails one gets NaN outputs, never plausible numbers, and
-# the other rows of the batch are unchanged. A failing row's ids are
-# replaced by 0 before any lookup (so that an id past the table does not fail the whole batch
-# in Gather, nor -1 wrap to the last row), and an over-long input is cut to max_length before
-# the model and its outputs padded back to the input's length with NaN (so that a learned
-# position table does not fail with "broadcast 48 by 49"). On valid rows all of this is exact:
-# a multiplication by 1, a slice and a pad by nothing.
+# the other rows of the batch are unchanged. A failing row's ids are replaced by 0 before any
+# lookup (so that an id past the table does not fail the whole batch in Gather, nor -1 wrap to
+# the last row). When an input is longer than max_length, every input is cut to length 1 before
+# the model, whose outputs then broadcast against the NaN flags to the shape asked for (so that
+# a learned position table does not fail with "broadcast 48 by 49"). The price on valid inputs
+# is one multiplication by 1 of the (batch, seq, hidden) state before a CausalLM's head, or of
+# the outputs of the other models, and a few (batch, seq) integer ops.
 
 def _rows_in_range(ids, low, high):
-    """``(batch,)`` bool: every entry of the row lies in ``[low, high)``."""
-    return tf.reduce_all(tf.logical_and(ids >= low, ids < high), axis=1)
+    """``(batch,)`` bool: every entry of the row lies in ``[low, high)``. (A row's minimum and
+    maximum: fewer ONNX nodes than ``reduce_all``, which matters in a small decoder step.)"""
+    return tf.logical_and(tf.reduce_min(ids, axis=1) >= low, tf.reduce_max(ids, axis=1) < high)
 
 
 def _rows_binary(mask):
-    """``(batch,)`` bool: the row's mask holds only 0 and 1."""
-    return tf.reduce_all(tf.logical_or(tf.equal(mask, 0), tf.equal(mask, 1)), axis=1)
+    """``(batch,)`` bool: the row's (integer) mask holds only 0 and 1."""
+    return _rows_in_range(mask, 0, 2)
 
 
-def _nan_unless(valid, tensor):
-    """``tensor`` (batch, ...) with the rows where ``valid`` is false set to NaN."""
+def _zero_unless(valid, ids):
+    """``ids`` with the rows where ``valid`` is false replaced by 0 (a multiplication: tf2onnx
+    turns an integer ``tf.where`` into six nodes)."""
+    return ids * tf.cast(valid, ids.dtype)[:, None]
+
+
+def _nan_unless(valid, tensor, axis=None, length=None):
+    """``tensor`` (batch, ...) with the rows where ``valid`` is false set to NaN; with ``axis``,
+    also broadcast along it from 1 to ``length`` (the inputs were cut: see above)."""
     flag = tf.where(valid, tf.constant(1.0, tensor.dtype), tf.constant(float("nan"), tensor.dtype))
-    return tensor * tf.reshape(flag, [-1] + [1] * (tensor.shape.rank - 1))
-
-
-def _pad_with_nan(tensor, axis, length):
-    """``tensor`` padded with NaN along ``axis`` (static) to ``length`` (no-op when as long)."""
-    paddings = [[0, 0]] * tensor.shape.rank
-    paddings[axis] = [0, length - tf.shape(tensor)[axis]]
-    return tf.pad(tensor, tf.stack([tf.stack(p) for p in paddings]), constant_values=float("nan"))
+    shape = [-1] + [1] * (tensor.shape.rank - 1)
+    flag = tf.reshape(flag, shape)
+    if axis is not None:
+        shape = [tf.shape(flag)[0]] + shape[1:]
+        shape[axis] = length
+        flag = tf.broadcast_to(flag, tf.stack(shape))
+    return tensor * flag
 
 
 def _checked_inputs(inputs, config):
     """``(valid, inputs)``: ``valid`` (batch,) bool — ids in range, masks 0/1, every sequence at
-    most ``max_length`` — and the inputs cut to ``max_length``, with the ids of invalid rows
-    replaced by 0 (masks are left as they are)."""
+    most ``max_length`` — and the inputs to run: the ids of invalid rows replaced by 0 (masks
+    left as they are), and every input cut to length 1 if one is longer than ``max_length``."""
     limits = {"segment_ids": config.type_vocab_size}
-    valid, short = None, {}
+    valid, fits = None, None
     for name, tensor in inputs.items():
         ok = (_rows_binary(tensor) if name.endswith("padding_mask")
               else _rows_in_range(tensor, 0, limits.get(name, config.vocab_size)))
-        ok = tf.logical_and(ok, tf.shape(tensor)[1] <= config.max_length)
         valid = ok if valid is None else tf.logical_and(valid, ok)
-        short[name] = tensor[:, :config.max_length]
-    return valid, {name: (tensor if name.endswith("padding_mask") else tf.where(valid[:, None], tensor, 0))
-                   for name, tensor in short.items()}
+        short = tf.shape(tensor)[1] <= config.max_length
+        fits = short if fits is None else tf.logical_and(fits, short)
+    valid = tf.logical_and(valid, fits)
+    run = {}
+    for name, tensor in inputs.items():
+        tensor = tensor[:, :tf.where(fits, tf.shape(tensor)[1], 1)]
+        run[name] = tensor if name.endswith("padding_mask") else _zero_unless(valid, tensor)
+    return valid, run
 
 
 def _graphs(model, range_checks=True):
@@ -190,11 +202,13 @@ def _graphs(model, range_checks=True):
         inputs = dict(zip(names, ids))
         if not range_checks:
             return {"logits": model(inputs, training=False)}
-        valid, checked = _checked_inputs(inputs, c)
-        logits = _nan_unless(valid, model(checked, training=False))
-        if logits.shape.rank == 3:  # (batch, seq, ·): back to the length asked for
-            logits = _pad_with_nan(logits, 1, tf.shape(inputs[sequence_input])[1])
-        return {"logits": logits}
+        valid, run = _checked_inputs(inputs, c)
+        length = tf.shape(inputs[sequence_input])[1]
+        if isinstance(model, CausalLM):  # flag the hidden states, not the larger logits
+            hidden = _nan_unless(valid, model.backbone(run, training=False), 1, length)
+            return {"logits": model.lm_head(hidden)}
+        logits = model(run, training=False)
+        return {"logits": _nan_unless(valid, logits, *((1, length) if logits.shape.rank == 3 else ()))}
 
     graphs = {"model": (forward, [tf.TensorSpec([None, None], tf.int32, name=n) for n in names])}
     if not is_generative(model):
@@ -222,13 +236,12 @@ def _graphs(model, range_checks=True):
             valid = tf.logical_and(_rows_in_range(token_ids, 0, c.vocab_size), _rows_in_range(positions, 0, slots))
             if seq2seq:
                 valid = tf.logical_and(valid, _rows_binary(rest[-1]))
-            token_ids, positions = tf.where(valid[:, None], token_ids, 0), tf.where(valid[:, None], positions, 0)
+            token_ids, positions = _zero_unless(valid, token_ids), _zero_unless(valid, positions)
         mask = tf.cast(rest[-1], tf.bool) if seq2seq else None
         hidden, cache = decoder.call_with_cache(token_ids, positions, cache, cross, mask)
-        logits = model.lm_head(hidden)
         # A failing row's present keys/values are left undefined (its slot 0 overwritten),
         # not NaN: poisoning the whole cache would cost a pass over it every step.
-        outputs = {"logits": _nan_unless(valid, logits) if range_checks else logits}
+        outputs = {"logits": model.lm_head(_nan_unless(valid, hidden) if range_checks else hidden)}
         for i, (keys, values) in enumerate(cache):
             outputs[f"present_key_{i}"], outputs[f"present_value_{i}"] = keys, values
         return outputs
@@ -240,13 +253,12 @@ def _graphs(model, range_checks=True):
             if range_checks:
                 valid, inputs = _checked_inputs(inputs, c)
             sequence = model.encoder(inputs)
+            if range_checks:  # (batch, src, hidden): smaller than the keys and values of every layer
+                sequence = _nan_unless(valid, sequence, 1, tf.shape(encoder_token_ids)[1])
             outputs = {}
             for i, block in enumerate(decoder.blocks):
-                keys_values = block.cross_attention_layer.key_values(sequence)
-                if range_checks:
-                    keys_values = [_pad_with_nan(_nan_unless(valid, t), 2, tf.shape(encoder_token_ids)[1])
-                                   for t in keys_values]
-                outputs[f"cross_key_{i}"], outputs[f"cross_value_{i}"] = keys_values
+                outputs[f"cross_key_{i}"], outputs[f"cross_value_{i}"] = block.cross_attention_layer.key_values(
+                    sequence)
             return outputs
 
         graphs["encoder"] = (encoder, [tf.TensorSpec([None, None], tf.int32, name=n)
