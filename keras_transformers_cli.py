@@ -49,12 +49,14 @@ def _setting(value):
 
 
 def build_parser():
+    verbose_help = "show TensorFlow's start-up and log lines, and full tracebacks"
+    # Before or after the command name; SUPPRESS keeps a subcommand from resetting the flag.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow's start-up and log lines, and full tracebacks")
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     parser = argparse.ArgumentParser(
-        prog="keras-transformers", parents=[common],
+        prog="keras-transformers",
         description="Train, evaluate, generate with and export keras_transformers models.")
+    parser.add_argument("--verbose", action="store_true", help=verbose_help)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 

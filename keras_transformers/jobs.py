@@ -767,7 +767,7 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
         print("Note: no TensorBoard logs (the tensorboard package is not installed: pip install tensorboard).")
 
     print(f"Training a {model.count_params():,}-parameter {type(model).__name__} ({task}, {count:,} examples, "
-          f"{setup.kind} tokenizer of {model.config.vocab_size:,} ids): {total_epochs} epochs of "
+          f"{setup.kind} tokenizer of {model.config.vocab_size:,} ids): {total_epochs} epoch(s) of "
           f"{steps_per_epoch} steps, batch {batch_size}, into {out}.", flush=True)
     started = time.perf_counter()
     try:
@@ -800,7 +800,7 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
         last = rows[-1] if rows else {}
         shown = ", ".join(f"{key} {value:.4g}" for key, value in last.items()
                           if key not in ("epoch", "epoch_time_s", "learning_rate"))
-        print(f"Saved {os.path.join(out, MODEL_FILE)} ({finished} epochs{': ' + shown if shown else ''}).",
+        print(f"Saved {os.path.join(out, MODEL_FILE)} ({finished} epoch(s){': ' + shown if shown else ''}).",
               flush=True)
     return {"out": out, "model": os.path.join(out, MODEL_FILE), "epochs": finished,
             "steps": int(model.optimizer.iterations), "metrics": rows[-1] if rows else {},
@@ -939,11 +939,12 @@ def generate(model, prompts, *, max_new_tokens=None, temperature=None, top_k=Non
         raise JobError(f"generate needs a causal-lm or seq2seq model, got a {task} ({type(model).__name__})")
     if model.preprocessor is None:
         raise JobError("the model has no preprocessor attached: it takes ids, not text")
-    max_new_tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+    limit = model.config.max_length
+    if max_new_tokens is None:  # a seq2seq decoder cannot slide: its default fits its context
+        max_new_tokens = DEFAULT_MAX_NEW_TOKENS if task == "causal-lm" else min(DEFAULT_MAX_NEW_TOKENS, limit - 1)
     temperature = 0.0 if temperature is None else float(temperature)
     num_beams = num_beams or 1
     seed = 0 if seed is None else seed
-    limit = model.config.max_length
     stop = stop_token_ids(model)
     options = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
     if task == "seq2seq":
