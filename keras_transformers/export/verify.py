@@ -89,7 +89,8 @@ def _reference_generation(model, texts, settings):
     stop = set(settings["stop_token_ids"])
     text = preprocessor.detokenize([ids[:-1] if ids and ids[-1] in stop else ids for ids in new])
     outputs = {"generated_text": _as_bytes(text), "generated_ids": _padded(new, max_new_tokens, c.pad_token_id),
-               "generated_lengths": np.array([len(ids) for ids in new], np.int32)}
+               "generated_lengths": np.array([len(ids) for ids in new], np.int32),
+               "nonfinite": np.zeros(len(new), bool)}  # generate raised if the model gave NaN/inf
     if settings["temperature"] > 0 and settings["seed"] is None:  # a fresh seed per request
         return {name: None for name in outputs}
     return outputs

@@ -29,8 +29,10 @@ from tests.export.models import KINDS, TAGS, build
 TEXT_OUTPUTS = {
     "classifier": {"labels": tf.string, "label_ids": tf.int32, "probabilities": tf.float32},
     "tagger": {"words": tf.string, "tags": tf.string, "num_words": tf.int32},
-    "causal_lm": {"generated_text": tf.string, "generated_ids": tf.int32, "generated_lengths": tf.int32},
-    "seq2seq": {"generated_text": tf.string, "generated_ids": tf.int32, "generated_lengths": tf.int32},
+    "causal_lm": {"generated_text": tf.string, "generated_ids": tf.int32, "generated_lengths": tf.int32,
+                  "nonfinite": tf.bool},
+    "seq2seq": {"generated_text": tf.string, "generated_ids": tf.int32, "generated_lengths": tf.int32,
+                "nonfinite": tf.bool},
 }
 ID_INPUTS = {
     "classifier": ["padding_mask", "segment_ids", "token_ids"],
