@@ -151,7 +151,8 @@ def build_parser():
                                                       "(a new version goes in OUT/<version>); onnx: a new directory")
     export.add_argument("--version", dest="model_version", type=_positive,
                         help="savedmodel: the version number (default: the next one)")
-    export.add_argument("--max-new-tokens", type=_positive, help="generation: tokens to generate (default 32)")
+    export.add_argument("--max-new-tokens", type=_positive,
+                        help="generation: tokens to generate (default 32, at most half the context)")
     export.add_argument("--num-beams", type=_positive, help="generation: beam search width (default 1: greedy)")
     export.add_argument("--temperature", type=float, help="generation: sampling temperature (default 0: greedy)")
     export.add_argument("--top-k", type=_positive, help="generation: sample among the k most likely tokens")

@@ -987,7 +987,8 @@ def export(format, model, output, *, version=None, generation=None, xla=False, v
     """Export ``model`` (a path or a loaded model) as a SavedModel (``format="savedmodel"``:
     ``output/<version>``) or ONNX files (``"onnx"``: the directory ``output``). Returns the path.
 
-    Generative models stop at :func:`stop_token_ids` unless ``generation`` says otherwise.
+    Generative models stop at :func:`stop_token_ids` and generate up to 32 tokens (at most half
+    the model's context) unless ``generation`` says otherwise.
     """
     if format not in ("savedmodel", "onnx"):
         raise JobError(f"format must be savedmodel or onnx, got {format!r}")
@@ -1005,5 +1006,7 @@ def export(format, model, output, *, version=None, generation=None, xla=False, v
     generation = dict(generation or {})
     if isinstance(model, (CausalLM, Seq2Seq)) and model.preprocessor is not None:
         generation.setdefault("stop_token_ids", stop_token_ids(model))
+        # The export's default (32 new tokens) leaves a short-context model no room for a prompt.
+        generation.setdefault("max_new_tokens", min(32, max(1, model.config.max_length // 2)))
     return export_lib.export_savedmodel(model, output, version, generation=generation or None,
                                         jit_compile=xla, verify=verify)
