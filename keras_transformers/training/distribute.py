@@ -36,10 +36,13 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
 
 import keras
 import tensorflow as tf
+
+from keras_transformers.models.task import ShapeFreeBuild
 
 STRATEGY_NAMES = ("default", "one-device", "mirrored", "multi-worker")
 POINTER = "latest"  # one line: the name of the directory that holds the last whole state
@@ -212,8 +215,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         directory = self._write_dir()
         os.makedirs(directory, exist_ok=True)
         self._saves += 1
-        epoch_batch = f"{self._current_epoch:06d}-{self._last_batch_seen:06d}-{self._saves:06d}"
-        name = f"{STATE_PREFIX}{epoch_batch}"
+        # Unique across restarts too: a replayed (epoch, batch) never meets a published name.
+        name = (f"{STATE_PREFIX}{self._current_epoch:06d}-{self._last_batch_seen:06d}-"
+                f"{time.time_ns()}-{os.getpid()}-{self._saves}")
         temporary = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
         shutil.rmtree(temporary, ignore_errors=True)
         os.makedirs(temporary)
@@ -233,11 +237,14 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         keep = {name}
         if self.double_checkpoint:
             keep.update(os.path.basename(p) for p in previous)
-            with open(os.path.join(directory, "previous"), "w") as f:
+            previous_temporary = os.path.join(directory, f".previous.tmp-{os.getpid()}")
+            with open(previous_temporary, "w") as f:
                 f.write("".join(os.path.basename(p) + "\n" for p in previous))
+            os.replace(previous_temporary, os.path.join(directory, "previous"))
         for entry in os.listdir(directory):  # older states, and temporaries of killed saves
-            if entry.startswith(STATE_PREFIX) and entry not in keep or entry.startswith(f".{STATE_PREFIX}"):
-                shutil.rmtree(os.path.join(directory, entry), ignore_errors=True)
+            path = os.path.join(directory, entry)
+            if entry.startswith(STATE_PREFIX) and entry not in keep or ".tmp-" in entry:
+                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
     def on_train_begin(self, logs=None):
         candidates = self._published(self.backup_dir)
@@ -257,7 +264,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _restore(self, state):
         if not self.model.built:
-            raise ValueError("To use BackupAndRestore, the model must be built before fit().")
+            if not isinstance(self.model, ShapeFreeBuild):  # Keras' own rule for other models
+                raise ValueError("To use BackupAndRestore, the model must be built before fit(): "
+                                 "call it on a batch first.")
+            self.model.build(None)  # our task models create every weight without a shape
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(state, "latest.weights.h5"))

@@ -77,8 +77,9 @@ CONFIG = dict(vocab_size=VOCAB, num_layers=1, dropout=0.0, attention_dropout=0.0
 # those by the auto-shard policy. DATA gives worker i the i-th per-replica part of every
 # global batch, so the two workers together see exactly the one-device batch, step by step.
 # The default AUTO tries FILE first, which a dataset not read from files cannot do (it falls
-# back to DATA with a warning); OFF would give each worker the whole dataset rebatched to 4:
-# both would see the same rows, and every global step would be a duplicated half-batch.
+# back to DATA with a warning). OFF gives every worker a copy of the whole dataset (TF's
+# documentation; not run here): both would then see the same rows, which is not one device's
+# global batch.
 # With files (TFRecord shards, at least one per worker) FILE is the cheaper choice: each
 # worker reads only its files; its global batches then differ from one device's order.
 options = tf.data.Options()
