@@ -1,6 +1,7 @@
 """What every trainable model shares: default loss/metrics, and padding that never counts."""
 
 import contextlib
+import warnings
 
 import keras
 import numpy as np
@@ -115,12 +116,38 @@ class TaskModel(ShapeFreeBuild, keras.Model):
 
     @contextlib.contextmanager
     def _steps_compiled_inside(self):
-        self._xla_steps = {} if (self.jit_compile and not self.run_eagerly) else None
+        use_xla = self.jit_compile and not self.run_eagerly
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        if use_xla and replicas > 1:
+            if not getattr(self, "_told_no_xla_under_strategy", False):
+                warnings.warn(
+                    f"{type(self).__name__}: jit_compile=True falls back to a TensorFlow graph "
+                    f"(no XLA) under {type(self.distribute_strategy).__name__} with {replicas} "
+                    "replicas: TensorFlow cannot compile a step whose gradients are all-reduced "
+                    "across replicas inside strategy.run. Inputs are still checked.", stacklevel=4)
+                self._told_no_xla_under_strategy = True
+            use_xla = False
+        self._xla_steps = {} if use_xla else None
         jit_compile, self._jit_compile = self._jit_compile, False
         try:
             yield
         finally:
             self._jit_compile = jit_compile
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a distribution strategy Keras builds from the first batch reduced with "MEAN"
+        # over the replicas, which turns integer ids into floats (and the build then fails
+        # on float token ids): build from the first replica's part of it instead.
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, batches in iterator:
+                data_batch = next(batches)
+                break
+            local = self.distribute_strategy.experimental_local_results
+            data_batch = tf.nest.map_structure(
+                lambda value: local(value)[0] if isinstance(value, tf.distribute.DistributedValues) else value,
+                data_batch)
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def _checked_step(self, kind, step, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -279,8 +306,26 @@ class TaskModel(ShapeFreeBuild, keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         y, sample_weight = self._weigh(x, y, sample_weight)
-        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+        loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                     training=training)
+        return self._global_token_mean(loss, sample_weight)
+
+    def _global_token_mean(self, loss, weights):
+        """Under a strategy with R replicas, turn each replica's mean over its own counted
+        tokens into its share of the mean over the *global* batch's counted tokens.
+
+        Keras divides each replica's loss by R and sums the gradients, which gives the mean of
+        per-replica means: wrong when replicas hold different numbers of real tokens. With
+        ``W_r`` replica r's weight sum and ``W = Σ W_r``, scaling replica r's mean by
+        ``R·W_r / W`` makes the sum ``Σ_r Σ_tokens w·loss / W``, as on one device.
+        """
+        context = tf.distribute.get_replica_context()
+        if weights is None or context is None or context.num_replicas_in_sync == 1:
+            return loss
+        local = tf.reduce_sum(tf.cast(weights, loss.dtype))
+        total = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+        share = tf.math.divide_no_nan(local * context.num_replicas_in_sync, total)
+        return loss * share
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         y, sample_weight = self._weigh(x, y, sample_weight)
