@@ -155,16 +155,32 @@ class TaskModel(ShapeFreeBuild, keras.Model):
             checked = self.validate_inputs(x)
             x = {key: checked[key] for key in x}
         if y is not None and not isinstance(y, (dict, list, tuple)) and self._counts_classes():
-            y = tf.convert_to_tensor(y)
-            if y.dtype.is_integer:
-                y = check_ids_in_range(y, self.num_label_classes, "labels", "num_classes" if hasattr(
-                    self, "num_classes") else "vocab_size", "the classes", allow_negative=self.is_token_level)
+            y = self._checked_labels(x, tf.convert_to_tensor(y))
         data = keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
         if self._xla_steps is None:  # eager, or compiled without XLA: the checks are in the step
             return step(data)
         if kind not in self._xla_steps:
             self._xla_steps[kind] = tf.function(step, jit_compile=True, reduce_retracing=True)
         return self._xla_steps[kind](data)
+
+    def _checked_labels(self, x, y):
+        """``y``, checked to be class ids in ``[0, num_label_classes)``; per-token models check
+        only the labels that count (padding positions may hold anything, and negative labels
+        are ignored)."""
+        if not y.dtype.is_integer:
+            return y
+        limit_name = "num_classes" if hasattr(self, "num_classes") else "vocab_size"
+        counted = None
+        if self.is_token_level and hasattr(x, "keys") and self.labels_padding_mask in x:
+            counted = tf.cast(x[self.labels_padding_mask], tf.bool)
+            if counted.shape.rank != y.shape.rank:
+                counted = None
+        if counted is None:
+            return check_ids_in_range(y, self.num_label_classes, "labels", limit_name, "the classes",
+                                      allow_negative=self.is_token_level)
+        checked = check_ids_in_range(tf.where(counted, y, tf.constant(-1, y.dtype)), self.num_label_classes,
+                                     "labels", limit_name, "the classes", allow_negative=True)
+        return tf.where(counted, checked, y)  # the labels as given, made to depend on the check
 
     def _counts_classes(self):
         """Whether the labels are class ids for the default loss (not a user's regression loss)."""
