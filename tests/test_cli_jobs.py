@@ -262,3 +262,68 @@ def test_train_classifier_evaluates_and_tracks_in_mlflow(tmp_path):
                                    [float(row[name]) for row in csv_rows], rtol=1e-6, err_msg=name)
     logged = [model.name for model in client.search_logged_models([run.info.experiment_id])]
     assert "model" in logged
+
+
+# ------------------------------------------------------------------------------ the other tasks
+
+
+@pytest.mark.slow
+def test_train_tagger_and_seq2seq_then_evaluate_and_translate(tmp_path):
+    rng = np.random.default_rng(0)
+    kinds = {"John": "PER", "Mary": "PER", "Paris": "LOC", "London": "LOC", "Acme": "ORG", "Globex": "ORG"}
+    sentences = []
+    for _ in range(80):
+        words = ["Yesterday", rng.choice(list(kinds)), "went", "to", rng.choice(list(kinds)), "."]
+        sentences.append("\n".join(f"{w} {'B-' + kinds[w] if w in kinds else 'O'}" for w in words))
+    (tmp_path / "ner.conll").write_text("\n\n".join(sentences) + "\n")
+    result = cli("train", "tagger", "--data", "ner.conll", "--out", "tagger", "--epochs", "4", "--batch-size", "8",
+                 "--sequence-length", "16", "--vocabulary-size", "60", "--learning-rate", "5e-3", *TINY, cwd=tmp_path)
+    assert_clean(result)
+    result = cli("evaluate", "tagger", "--data", "ner.conll", cwd=tmp_path)
+    assert_clean(result)
+    scores = json.loads(result.stdout)
+    assert scores["task"] == "tagger" and sorted(scores["per_type"]) == ["LOC", "ORG", "PER"]
+    assert scores["f1"] > 0.9, scores  # each name always has one type
+
+    words = {"cat": "chat", "dog": "chien", "red": "rouge", "big": "grand", "the": "le"}
+    pairs = []
+    for _ in range(120):
+        source = list(rng.choice(list(words), rng.integers(2, 5)))
+        pairs.append(" ".join(source) + "\t" + " ".join(words[w] for w in source))
+    (tmp_path / "pairs.tsv").write_text("\n".join(pairs) + "\n")
+    result = cli("train", "seq2seq", "--data", "pairs.tsv", "--out", "translator", "--epochs", "2", "--batch-size",
+                 "8", "--sequence-length", "12", "--vocabulary-size", "40", *TINY, cwd=tmp_path)
+    assert_clean(result)
+    result = cli("evaluate", "translator", "--data", "pairs.tsv", cwd=tmp_path)
+    assert_clean(result)
+    scores = json.loads(result.stdout)
+    assert scores["task"] == "seq2seq" and scores["examples"] == 120
+    assert scores["perplexity"] == pytest.approx(np.exp(scores["loss"])) and 0 <= scores["bleu"] <= 100
+    assert "tok:13a" in scores["bleu_signature"]
+    result = cli("generate", "translator", "the cat", "red dog", cwd=tmp_path)
+    assert_clean(result)
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["the cat", "red dog"]
+
+
+@pytest.mark.slow
+def test_fine_tune_an_imported_checkpoint(tmp_path):
+    import shutil
+
+    checkpoint = tmp_path / "tiny_bert"
+    shutil.copytree(Path(__file__).parent / "convert" / "tiny_bert", checkpoint)
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"good bad the film was a".split()]
+    vocabulary += [chr(c) for c in range(ord("a"), ord("z") + 1) if chr(c) not in vocabulary]
+    vocabulary += ["##" + chr(c) for c in range(ord("a"), ord("z") + 1)][:64 - len(vocabulary)]
+    (checkpoint / "vocab.txt").write_text("\n".join(vocabulary) + "\n")
+    rows = ["text\tlabel"] + [f"the film was {word}\t{word}" for word in ("good", "bad") * 16]
+    (tmp_path / "reviews.tsv").write_text("\n".join(rows) + "\n")
+    result = cli("train", "classifier", "--data", "reviews.tsv", "--out", "run", "--from-pretrained", checkpoint,
+                 "--epochs", "1", "--batch-size", "8", "--sequence-length", "16", "--no-xla", cwd=tmp_path)
+    assert_clean(result)
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["config"]["hidden_size"] == 32 and record["config"]["type_vocab_size"] == 2
+    assert record["label_names"] == ["bad", "good"] and record["tokenizer"] == "pretrained"
+    assert (tmp_path / "run" / "tokenizer" / "vocab.txt").read_text() == (checkpoint / "vocab.txt").read_text()
+    result = cli("train", "classifier", "--data", "reviews.tsv", "--out", "other", "--from-pretrained", checkpoint,
+                 "--set", "num_layers=1", cwd=tmp_path)
+    assert result.returncode == 2 and "--from-pretrained takes the checkpoint's" in result.stderr
