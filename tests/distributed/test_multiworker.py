@@ -98,13 +98,8 @@ def results(out, stem):
         return json.load(f)
 
 
-MODELS = ("CausalLM", "EncoderClassifier")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("multiworker"))
-    cluster = Cluster(free_ports(2), ["--out", out, "--models", ",".join(MODELS), "--epochs", "2",
+def train_cluster(out, models):
+    cluster = Cluster(free_ports(2), ["--out", out, "--models", ",".join(models), "--epochs", "2",
                                       "--reference"], out)
     try:
         cluster.start(0).wait(timeout=420)
@@ -113,8 +108,12 @@ def trained(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_two_workers_train_as_one_device(trained, model):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train_cluster(str(tmp_path_factory.mktemp("multiworker")), ["CausalLM"])
+
+
+def check_equal_to_one_device(trained, model):
     cluster, reference = results(trained, f"{model}-worker0"), results(trained, f"{model}-reference")
     assert cluster["replicas"] == 2 and reference["replicas"] == 1
     assert np.abs(np.subtract(cluster["losses"], reference["losses"])).max() < TOLERANCE, (
@@ -127,14 +126,28 @@ def test_two_workers_train_as_one_device(trained, model):
                               weights(os.path.join(trained, f"{model}-worker1.npz"))) == 0.0
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_the_chief_alone_writes_the_model_whole(trained, model):
+def check_the_chief_alone_writes_the_model_whole(trained, model):
     assert results(trained, f"{model}-worker0")["wrote_model"] is True
     assert results(trained, f"{model}-worker1")["wrote_model"] is False
     assert not [name for name in os.listdir(trained) if ".tmp-" in name]  # no temporary left
     # The .keras file, loaded on one device, holds the cluster's weights to the bit.
     assert largest_difference(weights(os.path.join(trained, f"{model}-loaded.npz")),
                               weights(os.path.join(trained, f"{model}-worker0.npz"))) == 0.0
+
+
+def test_two_workers_train_a_causal_lm_as_one_device(trained):
+    check_equal_to_one_device(trained, "CausalLM")
+
+
+def test_the_chief_alone_writes_the_model_whole(trained):
+    check_the_chief_alone_writes_the_model_whole(trained, "CausalLM")
+
+
+@pytest.mark.slow
+def test_two_workers_train_a_classifier_as_one_device(tmp_path):
+    out = train_cluster(str(tmp_path), ["EncoderClassifier"])
+    check_equal_to_one_device(out, "EncoderClassifier")
+    check_the_chief_alone_writes_the_model_whole(out, "EncoderClassifier")
 
 
 def wait_for_line(path, text, timeout, cluster):
