@@ -275,6 +275,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             self.model._initial_epoch = json.load(f)["epoch"]
 
     def on_train_end(self, logs=None):
+        # Keras never clears the epoch it resumed at: a later fit of the same model would
+        # start there too, skipping epochs.
+        self.model._initial_epoch = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None

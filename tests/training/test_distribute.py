@@ -81,6 +81,8 @@ def test_backup_and_restore_resumes_at_the_epoch_with_the_uninterrupted_weights(
     for a, b in zip(resumed.weights, uninterrupted.weights):  # Adam's moments restored too
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
     assert not os.path.exists(backup)  # removed at the end of training
+    # A later fit of the same model runs all its epochs (Keras alone would resume at epoch 2 again).
+    assert len(resumed.fit(dataset, epochs=2, verbose=0).history["loss"]) == 2
 
     path = str(tmp_path / "model.keras")
     assert save_model(resumed, path) is True
