@@ -42,8 +42,8 @@ __version__ = "0.1.0"
 
 # Imported on first attribute access: ``kt.export`` loads tf2onnx-free export code, ``kt.data``
 # the readers, and so on, only when used.
-_LAZY_SUBMODULES = ("convert", "data", "export", "generation", "metrics", "presets", "quickstart",
-                    "training")
+_LAZY_SUBMODULES = ("convert", "data", "export", "generation", "jobs", "metrics", "presets",
+                    "quickstart", "training")
 
 
 def __getattr__(name):
@@ -72,6 +72,7 @@ __all__ = [
     "data",
     "export",
     "generation",
+    "jobs",
     "layers",
     "metrics",
     "models",
