@@ -92,3 +92,30 @@ def test_backup_and_restore_resumes_at_the_epoch_with_the_uninterrupted_weights(
 def test_an_integer_save_freq_warns_that_resume_is_per_epoch(tmp_path):
     with pytest.warns(UserWarning, match="exact only with save_freq='epoch'"):
         BackupAndRestore(str(tmp_path), save_freq=2)
+
+
+class _InterruptAtTwo(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise RuntimeError("interrupted")
+
+
+def test_double_checkpoint_falls_back_to_the_previous_state_when_the_latest_is_unreadable(tmp_path):
+    import tensorflow as tf
+
+    ids = np.random.default_rng(1).integers(1, 32, (4, 9)).astype("int32")
+    dataset = tf.data.Dataset.from_tensor_slices(
+        ({"token_ids": ids[:, :-1], "padding_mask": np.ones((4, 8), "int32")}, ids[:, 1:])).batch(4)
+    backup = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _model().fit(dataset, epochs=3, verbose=0,
+                     callbacks=[BackupAndRestore(backup, double_checkpoint=True), _InterruptAtTwo()])
+    with open(os.path.join(backup, "latest")) as f:
+        latest = f.read().strip()
+    with open(os.path.join(backup, "previous")) as f:
+        previous = f.read().strip()
+    assert sorted(os.listdir(backup)) == sorted(["latest", "previous", latest, previous])
+    with open(os.path.join(backup, latest, "latest.weights.h5"), "wb") as f:
+        f.write(b"torn")  # the latest state's weights unreadable
+    history = _model().fit(dataset, epochs=3, verbose=0, callbacks=[BackupAndRestore(backup, double_checkpoint=True)])
+    assert len(history.history["loss"]) == 2  # resumed from the previous state: after epoch 1
