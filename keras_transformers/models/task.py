@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transformers.models.losses import SparseCategoricalCrossentropy
+from keras_transformers.models.multi_worker import install_multi_worker_fix
 from keras_transformers.ops.checks import check_ids_in_range
 
 UNICODE_CODE_POINTS = 0x110000  # the ids a character tokenizer without a vocabulary_size can give
@@ -117,14 +118,20 @@ class TaskModel(ShapeFreeBuild, keras.Model):
     @contextlib.contextmanager
     def _steps_compiled_inside(self):
         use_xla = self.jit_compile and not self.run_eagerly
-        replicas = self.distribute_strategy.num_replicas_in_sync
-        if use_xla and replicas > 1:
+        strategy = self.distribute_strategy
+        replicas = strategy.num_replicas_in_sync
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            install_multi_worker_fix()
+        # The mirrored strategies' optimizer update is a merge_call, which cannot run inside the
+        # nested XLA function, even with one replica.
+        mirrored = isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy))
+        if use_xla and (replicas > 1 or mirrored):
             if not getattr(self, "_told_no_xla_under_strategy", False):
                 warnings.warn(
                     f"{type(self).__name__}: jit_compile=True falls back to a TensorFlow graph "
-                    f"(no XLA) under {type(self.distribute_strategy).__name__} with {replicas} "
-                    "replicas: TensorFlow cannot compile a step whose gradients are all-reduced "
-                    "across replicas inside strategy.run. Inputs are still checked.", stacklevel=4)
+                    f"(no XLA) under {type(strategy).__name__} with {replicas} replica(s): "
+                    "TensorFlow cannot compile a step whose gradients are all-reduced across "
+                    "replicas (a merge_call) inside strategy.run. Inputs are still checked.", stacklevel=4)
                 self._told_no_xla_under_strategy = True
             use_xla = False
         self._xla_steps = {} if use_xla else None

@@ -119,3 +119,20 @@ def test_double_checkpoint_falls_back_to_the_previous_state_when_the_latest_is_u
         f.write(b"torn")  # the latest state's weights unreadable
     history = _model().fit(dataset, epochs=3, verbose=0, callbacks=[BackupAndRestore(backup, double_checkpoint=True)])
     assert len(history.history["loss"]) == 2  # resumed from the previous state: after epoch 1
+
+
+def test_a_one_replica_mirrored_strategy_trains_with_the_default_compile():
+    """MirroredStrategy's optimizer update is a merge_call, which the nested XLA step cannot
+    hold even with one replica: the default compile() falls back to a graph, with a warning."""
+    import tensorflow as tf
+
+    ids = np.random.default_rng(0).integers(1, 32, (8, 9)).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices(
+        ({"token_ids": ids[:, :-1], "padding_mask": np.ones((8, 8), "int32")}, ids[:, 1:])).batch(8)
+    with tf.distribute.MirroredStrategy(["CPU:0"]).scope():
+        model = kt.CausalLM(kt.TransformerConfig.from_preset("tiny", vocab_size=32, num_layers=1))
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    with pytest.warns(UserWarning, match=r"falls back to a TensorFlow graph \(no XLA\) under MirroredStrategy "
+                                         r"with 1 replica"):
+        history = model.fit(data, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
