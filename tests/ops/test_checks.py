@@ -32,8 +32,11 @@ def test_eager_error_names_argument_id_and_limit():
 def test_graph_assertion_raises_at_run_time_and_xla_builds_none():
     checked = tf.function(lambda ids: check_ids_in_range(ids, 5, "token_ids"))
     np.testing.assert_array_equal(checked(tf.constant([1, 4])), [1, 4])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`token_ids` holds an id outside .*vocab_size=5"):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`token_ids` holds id\] \[5\] \[outside the vocabulary \[0, vocab_size=5\)"):
         checked(tf.constant([1, 5]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`token_ids` holds id\] \[-2\]"):
+        checked(tf.constant([-2, 1]))
     compiled = tf.function(lambda ids: check_ids_in_range(ids, 5, "token_ids"), jit_compile=True)
     graph = compiled.get_concrete_function(tf.TensorSpec([2], tf.int32)).graph
     assert not [op for op in graph.get_operations() if op.type == "Assert"]
