@@ -50,7 +50,7 @@ def prepare(task_name, data, validation, directory):
         _, text = read_text(data[0])
         header = ""
         if task_name == "classifier":  # a detected header row stays at the top of both files
-            rows = jobs._labeled_rows(data[0])
+            rows = jobs.labeled_rows(data[0])
             first = text.split("\n", 1)[0]
             if rows and not first.startswith(rows[0][0]):
                 header, text = first + "\n", text.split("\n", 1)[1]
