@@ -327,3 +327,17 @@ def test_fine_tune_an_imported_checkpoint(tmp_path):
     result = cli("train", "classifier", "--data", "reviews.tsv", "--out", "other", "--from-pretrained", checkpoint,
                  "--set", "num_layers=1", cwd=tmp_path)
     assert result.returncode == 2 and "--from-pretrained takes the checkpoint's" in result.stderr
+
+
+def test_a_truncated_keras_file_is_named_as_such(tmp_path):
+    """Keras itself reports a truncated .keras as "File not found"."""
+    from keras_transformers import jobs
+    from keras_transformers.models import CausalLM, TransformerConfig
+
+    whole = tmp_path / "whole.keras"
+    CausalLM(TransformerConfig.from_preset("tiny", num_layers=1)).save(whole)
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    with pytest.raises(jobs.JobError, match=r"truncated.keras is not a .keras file: not a whole zip archive"):
+        jobs.load_model(truncated)
+    assert jobs.load_model(whole).config.num_layers == 1

@@ -3,6 +3,7 @@ with its preprocessor, and loading a saved one."""
 
 import dataclasses
 import os
+import zipfile
 
 import keras
 
@@ -156,6 +157,8 @@ def _keras_file(path):
 def load_model(path):
     """A ``.keras`` file, or the ``model.keras`` of a run directory, loaded (safe mode)."""
     path = _keras_file(path)
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a truncated file
+        raise JobError(f"{path} is not a .keras file: not a whole zip archive (truncated or corrupt?)")
     try:
         return keras.saving.load_model(path)
     except Exception as error:  # a truncated zip, a foreign file, a class that is not ours
