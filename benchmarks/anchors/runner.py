@@ -50,6 +50,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_transformers.jobs.callbacks import plot_curves  # noqa: E402,F401  (the CLI's curves)
 from keras_transformers.layers.blocks import DecoderBlock, padding_attention_mask  # noqa: E402
 
 REPOSITORY = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -206,31 +207,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def plot_curves(rows, path, title, metrics=None):
-    """One panel per metric: training (``name``) and validation (``val_name``) per epoch."""
-    plt = _pyplot()
-    if metrics is None:
-        metrics = [key for key in rows[0] if key not in ("epoch", "epoch_time_s", "learning_rate")
-                   and not key.startswith("val_")] if rows else []
-    figure, axes = plt.subplots(1, max(1, len(metrics)), figsize=(5 * max(1, len(metrics)), 3.6),
-                                squeeze=False)
-    epochs = [int(row["epoch"]) + 1 for row in rows]
-    for axis, name in zip(axes[0], metrics):
-        for key, label in ((name, "train"), (f"val_{name}", "validation")):
-            values = [row.get(key) for row in rows]
-            if any(value is not None for value in values):
-                axis.plot(epochs, values, marker="o", label=label)
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(name)
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
 
 
 def plot_attention(weights, query_labels, key_labels, path, title):

@@ -125,9 +125,10 @@ def _rewrite_metrics(path, rows):
     os.replace(path + ".tmp", path)
 
 
-def plot_curves(rows, path, title):
-    """One panel per metric, training and validation per epoch. Returns ``path``, or ``None``
-    without matplotlib."""
+def plot_curves(rows, path, title, metrics=None):
+    """One panel per metric (``metrics``, default every training metric in ``rows``), training
+    (``name``) and validation (``val_name``) per epoch. Returns ``path``, or ``None`` without
+    matplotlib. The benchmarks' anchor scripts draw their curves with it too."""
     try:
         import matplotlib
     except ImportError:
@@ -135,8 +136,9 @@ def plot_curves(rows, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [key for key in (rows[0] if rows else {}) if key not in ("epoch", "epoch_time_s", "learning_rate")
-             and not key.startswith("val_")]
+    names = metrics if metrics is not None else [
+        key for key in (rows[0] if rows else {}) if key not in ("epoch", "epoch_time_s", "learning_rate")
+        and not key.startswith("val_")]
     figure, axes = plt.subplots(1, max(1, len(names)), figsize=(5 * max(1, len(names)), 3.6), squeeze=False)
     epochs = [int(row["epoch"]) + 1 for row in rows]
     for axis, name in zip(axes[0], names):
