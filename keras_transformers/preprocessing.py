@@ -330,7 +330,8 @@ class CausalLMPreprocessor(_TokenizingLayer):
         tokenizer: a tokenizer from :mod:`keras_transformers.tokenizers`.
         sequence_length: length of the inputs and labels.
         start_id: prepended to every text (BOS); ``end_id``: appended (EOS), and where
-            ``generate_text`` stops.
+            ``generate_text`` and the exported text signature stop; ``None`` for a text with
+            no end-of-text token (nothing appended, generation runs its ``max_new_tokens``).
         pad_id: what fills the rest (weighed 0 through ``padding_mask``).
 
     Call: ``texts`` ``(batch,)`` strings → ``({"token_ids", "padding_mask"}, labels)``, each
@@ -342,12 +343,14 @@ class CausalLMPreprocessor(_TokenizingLayer):
     def __init__(self, tokenizer, sequence_length, start_id, end_id, pad_id=0, **kwargs):
         super().__init__(tokenizer, **kwargs)
         self.sequence_length = int(sequence_length)
-        self.start_id, self.end_id, self.pad_id = int(start_id), int(end_id), int(pad_id)
+        self.start_id, self.pad_id = int(start_id), int(pad_id)
+        self.end_id = None if end_id is None else int(end_id)
 
     def call(self, texts):
         ids = self.tokenize(texts)
         column = tf.ones([ids.nrows(), 1], tf.int32)
-        ids = tf.concat([column * self.start_id, ids, column * self.end_id], axis=1)
+        ends = [] if self.end_id is None else [column * self.end_id]
+        ids = tf.concat([column * self.start_id, ids, *ends], axis=1)
         ids = _keep_first(ids, tf.minimum(ids.row_lengths(), self.sequence_length + 1))
         shape = [None, self.sequence_length + 1]
         dense = ids.to_tensor(self.pad_id, shape=shape)

@@ -63,12 +63,11 @@ def text_preprocessor(vocabulary, context=64):
     """The quickstart model's text side: a :class:`CharacterTokenizer` over the same ids as
     ``vocabulary`` (the 65 characters, no special tokens, so training is unchanged) and a
     :class:`CausalLMPreprocessor` that starts every prompt with a newline, as the training text
-    runs. The text has no end-of-text token: the newline is also the preprocessor's (required)
-    ``end_id``, and ``keras-transformers generate`` / ``export`` do not stop on it
-    (:func:`keras_transformers.jobs.stop_token_ids`)."""
+    runs. The text has no end-of-text token (``end_id=None``): ``generate_text``, the CLI's
+    ``generate`` and the exported text signature run their ``max_new_tokens``."""
     newline = vocabulary.index["\n"]
     tokenizer = CharacterTokenizer(vocabulary.characters, special_tokens=())
-    return CausalLMPreprocessor(tokenizer, context, start_id=newline, end_id=newline, pad_id=newline)
+    return CausalLMPreprocessor(tokenizer, context, start_id=newline, end_id=None, pad_id=newline)
 
 
 def quickstart_config(vocab_size, context=64):

@@ -65,6 +65,9 @@ def test_quickstart_trains_saves_samples_then_generates_and_exports_a_text_signa
 
     expected = jobs.generate(model, ["ROMEO:"], max_new_tokens=20)[0]  # greedy, as exported
     assert len(expected) == 20 and ast.literal_eval(text.group(1)).decode() == expected
+    # In Python too: the text has no end token (end_id=None), so no newline stops it.
+    assert model.preprocessor.end_id is None
+    assert model.generate_text(["ROMEO:"], max_new_tokens=20) == [expected]
 
 
 def test_ctrl_c_keeps_the_model_trained_so_far(tmp_path):

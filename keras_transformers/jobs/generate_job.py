@@ -11,10 +11,12 @@ from keras_transformers.jobs.models import _savedmodel_dir, load_model, task_of
 
 
 def stop_token_ids(model):
-    """Where generation stops: the preprocessor's end id, unless that id is a plain character of
-    a :class:`~keras_transformers.tokenizers.CharacterTokenizer` without special tokens (the
-    quickstart's: its text has no end-of-text token, and its "end" is the newline)."""
+    """Where generation stops: the preprocessor's end id; nowhere with ``end_id=None`` (the
+    quickstart's text has no end-of-text token), or when that id is a plain character of a
+    :class:`~keras_transformers.tokenizers.CharacterTokenizer` without special tokens."""
     tokenizer = model.preprocessor.tokenizer
+    if model.preprocessor.end_id is None:  # a text without an end-of-text token
+        return []
     if isinstance(tokenizer, tokenizer_lib.CharacterTokenizer) and model.preprocessor.end_id not in (
             tokenizer.special_token_ids):
         return []

@@ -279,7 +279,8 @@ class CausalLM(TaskModel):
                                       self.config.max_length)
         stop_token_ids = settings.pop("stop_token_ids", None)
         if stop_token_ids is None or (isinstance(stop_token_ids, (list, tuple)) and not stop_token_ids):
-            stop_token_ids = [self.preprocessor.end_id]
+            end_id = self.preprocessor.end_id
+            stop_token_ids = [] if end_id is None else [end_id]
         outputs = self.generate(prompt_ids, max_new_tokens, stop_token_ids=stop_token_ids, **settings)
         stop = set(np.atleast_1d(stop_token_ids).tolist())
         continuations = []
