@@ -17,13 +17,11 @@ One small runner, so the task scripts hold only their data, model and metric:
 """
 
 import argparse
-import csv
 import importlib.util
 import json
 import os
 import platform
 import sys
-import time
 
 
 def require(*modules, extra="benchmarks"):
@@ -50,7 +48,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_transformers.jobs.callbacks import plot_curves  # noqa: E402,F401  (the CLI's curves)
+# The CLI's epoch clock, metrics.csv reader and curves (plot_curves is used by the scripts).
+from keras_transformers.jobs.callbacks import EpochClock, plot_curves  # noqa: E402,F401
+from keras_transformers.jobs.callbacks import read_metrics as read_epoch_log  # noqa: E402
 from keras_transformers.layers.blocks import DecoderBlock, padding_attention_mask  # noqa: E402
 
 REPOSITORY = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -111,30 +111,6 @@ def machine():
             "keras": keras.__version__}
 
 
-class _EpochClock(keras.callbacks.Callback):
-    """Puts each epoch's wall time into its logs (so the CSV log keeps it across resumes)."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["epoch_time_s"] = time.perf_counter() - self.start
-
-
-def read_epoch_log(path):
-    """The rows of the CSV epoch log as dicts of floats, one per epoch (a repeated epoch, from a
-    run cut off between logging and checkpointing it, keeps its last row)."""
-    if not os.path.exists(path):
-        return []
-    rows = {}
-    with open(path, newline="") as file:
-        for row in csv.DictReader(file):
-            values = {key: float(value) for key, value in row.items() if value not in ("", None)}
-            rows[int(values["epoch"])] = values
-    return [rows[epoch] for epoch in sorted(rows)]
-
-
 def fit(model, train, *, epochs, steps_per_epoch, work_dir, validation_data=None,
         validation_steps=None, callbacks=(), verbose=2):
     """``model.fit`` that resumes from the last finished epoch in ``work_dir``.
@@ -146,7 +122,7 @@ def fit(model, train, *, epochs, steps_per_epoch, work_dir, validation_data=None
     log_path = os.path.join(work_dir, "epochs.csv")
     # Order matters: the row is logged before the checkpoint, so a cut between the two repeats
     # the epoch (read_epoch_log keeps the later row) instead of losing its row.
-    all_callbacks = [_EpochClock(), *callbacks, keras.callbacks.CSVLogger(log_path, append=True),
+    all_callbacks = [EpochClock(), *callbacks, keras.callbacks.CSVLogger(log_path, append=True),
                      keras.callbacks.BackupAndRestore(os.path.join(work_dir, "backup"),
                                                       save_freq="epoch", delete_checkpoint=False)]
     model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, validation_data=validation_data,

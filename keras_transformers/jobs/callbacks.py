@@ -88,7 +88,7 @@ class FinishedEpochsOnly(keras.callbacks.Callback):
         return object.__getattribute__(self, name)
 
 
-class _EpochClock(keras.callbacks.Callback):
+class EpochClock(keras.callbacks.Callback):
     """Each epoch's wall time in its logs (``epoch_time_s``), so metrics.csv keeps it."""
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -10,7 +10,7 @@ import keras
 from keras_transformers.jobs.callbacks import (
     FinishedEpochsOnly,
     StopOnInterrupt,
-    _EpochClock,
+    EpochClock,
     _rewrite_metrics,
     plot_curves,
     read_metrics,
@@ -189,7 +189,7 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
     stop = StopOnInterrupt()
     os.makedirs(os.path.join(out, CHECKPOINT_DIR), exist_ok=True)
     metrics_path = os.path.join(out, METRICS_FILE)
-    tracked = [_EpochClock(),
+    tracked = [EpochClock(),
                keras.callbacks.CSVLogger(metrics_path, append=True),
                keras.callbacks.ModelCheckpoint(os.path.join(out, CHECKPOINT_DIR, "epoch-{epoch:03d}.keras"))]
     if tracking is not None:
