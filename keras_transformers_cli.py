@@ -21,6 +21,7 @@ import tempfile
 
 TASKS = ("causal-lm", "classifier", "tagger", "seq2seq")
 TOKENIZERS = ("char", "byte", "bpe", "wordpiece", "sentencepiece")
+STRATEGIES = ("default", "one-device", "mirrored", "multi-worker")  # training.distribute.STRATEGY_NAMES
 
 # What TensorFlow writes to stderr while it starts, on a machine like ours: not the user's concern.
 _NOISE = re.compile(
@@ -116,6 +117,14 @@ def build_parser():
     train.add_argument("--mlflow-experiment", default="keras-transformers", metavar="NAME",
                        help="MLflow experiment name (default keras-transformers)")
     train.add_argument("--no-xla", action="store_true", help="train without XLA compilation")
+    train.add_argument("--strategy", choices=STRATEGIES, default="default",
+                       help="tf.distribute strategy: mirrored (every local GPU, or --devices) or multi-worker "
+                            "(one command per host, the cluster in TF_CONFIG; --out on a filesystem all "
+                            "workers see; the chief writes it). --batch-size is the global batch. "
+                            "See docs/distributed.md")
+    train.add_argument("--devices", type=lambda text: text.split(","), metavar="DEV,DEV",
+                       help="mirrored: the devices, e.g. GPU:0,GPU:1; CPU:0,CPU:1 splits the CPU into "
+                            "logical devices (to try distribution; not faster)")
 
     evaluate = commands.add_parser(
         "evaluate", parents=[common], help="print a JSON of a model's metrics on a file",

@@ -68,7 +68,8 @@ def _train(args):
         vocabulary_size=args.vocabulary_size, steps=args.steps, epochs=args.epochs,
         batch_size=args.batch_size, sequence_length=args.sequence_length,
         learning_rate=args.learning_rate, seed=args.seed, mlflow=args.mlflow,
-        mlflow_experiment=args.mlflow_experiment, jit_compile=not args.no_xla)
+        mlflow_experiment=args.mlflow_experiment, jit_compile=not args.no_xla, strategy=args.strategy,
+        devices=args.devices)
     return 130 if result["interrupted"] else 0
 
 

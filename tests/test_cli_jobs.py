@@ -44,7 +44,9 @@ def metrics_rows(run):
 
 
 def backup_epoch(run):
-    return json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"]
+    """The epoch of the last whole backup (``backup/latest`` names its directory)."""
+    state = (run / "backup" / "latest").read_text().strip()
+    return json.loads((run / "backup" / state / "training_metadata.json").read_text())["epoch"]
 
 
 def write_text_file(path, lines=400, seed=0):

@@ -1,11 +1,21 @@
-"""The train job: :func:`train` a task model on your files into a run directory, resuming one."""
+"""The train job: :func:`train` a task model on your files into a run directory, resuming one.
+
+Under ``strategy="multi-worker"`` every worker runs the same command with the same ``out``
+(a directory all of them see). The chief alone writes there: the tokenizer, ``config.json``,
+the metrics, the checkpoints and the model (atomically). Each other worker runs the very same
+steps (a save reads variables, which may be a collective op every worker must join) into a
+scratch directory of its own, deleted at the end, and reads the run's state (the settings,
+the tokenizer, the backup to resume from) from ``out``.
+"""
 
 import math
 import os
 import shutil
+import tempfile
 import time
 
 import keras
+import tensorflow as tf
 
 from keras_transformers.jobs.callbacks import (
     FinishedEpochsOnly,
@@ -39,9 +49,11 @@ from keras_transformers.jobs.tokenizer_files import (
 )
 from keras_transformers.jobs.tracking import _log_mlflow_model, _mlflow_run
 from keras_transformers.models import CausalLM, Seq2Seq
+from keras_transformers.training.distribute import BackupAndRestore, is_chief, make_strategy, save_model
 
-# Settings that may change between a run and its resumption (the rest must match).
-_RESUMABLE_CHANGES = {"steps", "epochs", "mlflow", "mlflow_experiment", "jit_compile"}
+# Settings that may change between a run and its resumption (the rest must match). The
+# strategy may: the global batch, and so the training, is the same on any number of replicas.
+_RESUMABLE_CHANGES = {"steps", "epochs", "mlflow", "mlflow_experiment", "jit_compile", "strategy", "devices"}
 
 
 def _optimizer(learning_rate, total_steps):
@@ -69,7 +81,7 @@ def _check_resume(out, settings):
 def train(task, data, out, *, validation=None, preset=None, overrides=None, from_pretrained=None,
           tokenizer=None, vocabulary_size=None, steps=None, epochs=None, batch_size=32, sequence_length=128,
           learning_rate=None, seed=0, mlflow=None, mlflow_experiment="keras-transformers", jit_compile=True,
-          verbose=1):
+          strategy="default", devices=None, verbose=1):
     """Train a ``task`` model on ``data`` into the run directory ``out`` (see the module
     docstring for what it holds); resumes a run cut off before.
 
@@ -92,6 +104,12 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
         mlflow: ``None`` (off), ``""`` (MLflow's default local store: ``./mlflow.db``, artifacts
             in ``./mlruns``) or a tracking URI: log the settings, each epoch's metrics and the
             final model.
+        strategy: ``"default"`` | ``"one-device"`` | ``"mirrored"`` | ``"multi-worker"``, or a
+            ``tf.distribute.Strategy`` (see :func:`~keras_transformers.training.distribute.make_strategy`);
+            ``batch_size`` is the global batch, split across the replicas. A name is turned
+            into a strategy first thing, before TensorFlow runs an op (multi-worker needs it).
+        devices: for ``"mirrored"``, e.g. ``["GPU:0", "GPU:1"]`` (``["CPU:0", "CPU:1"]``: two
+            logical devices on the CPU).
 
     Returns:
         A dict: ``out``, ``model`` (path), ``epochs`` (finished), ``steps``, ``metrics`` (the
@@ -99,6 +117,10 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
     """
     if task not in TASKS:
         raise JobError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
+    if isinstance(strategy, str):
+        strategy = make_strategy(strategy, devices)
+    chief = is_chief(strategy)
     data = _paths(task, data, "--data")
     validation = _paths(task, validation, "--validation") if validation else None
     overrides = parse_overrides(overrides or {})
@@ -120,9 +142,15 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
                 "tokenizer": tokenizer, "vocabulary_size": vocabulary_size, "steps": steps, "epochs": epochs,
                 "batch_size": batch_size, "sequence_length": sequence_length, "learning_rate": learning_rate,
                 "seed": seed, "mlflow": mlflow, "mlflow_experiment": mlflow_experiment,
-                "jit_compile": jit_compile}
-    os.makedirs(out, exist_ok=True)
+                "jit_compile": jit_compile, "strategy": strategy_name, "devices": devices}
     resuming = _check_resume(out, settings)
+    run_dir = out  # read from: the run's settings, tokenizer and backup
+    if chief:
+        os.makedirs(out, exist_ok=True)
+    else:  # write to: a scratch directory of this worker's (see the module docstring)
+        resolver = strategy.cluster_resolver
+        out = tempfile.mkdtemp(prefix=f"keras_transformers-train-{resolver.task_type}-{resolver.task_id}-")
+        mlflow = None
     keras.utils.set_random_seed(seed)
 
     train_data, count, label_names = read_examples(task, data)
@@ -133,11 +161,13 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
     validation_data = read_examples(task, validation, label_names)[0] if validation else None
 
     tokenizer_dir = os.path.join(out, TOKENIZER_DIR)
+    run_tokenizer_dir = os.path.join(run_dir, TOKENIZER_DIR)
     hf, pretrained = None, None
     if from_pretrained:
         from keras_transformers.convert import from_huggingface
 
-        pretrained, hf_tokenizer = from_huggingface(from_pretrained)
+        with strategy.scope():  # the weights are created here
+            pretrained, hf_tokenizer = from_huggingface(from_pretrained)
         if hf_tokenizer is None:
             raise JobError(f"--from-pretrained: {from_pretrained} has no tokenizer files (vocab.txt, "
                            "vocab.json + merges.txt, or tokenizer.model)")
@@ -159,12 +189,13 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
         if task == "seq2seq" and not isinstance(pretrained, Seq2Seq):
             raise JobError("--from-pretrained: seq2seq needs an encoder-decoder checkpoint (BART)")
     else:
-        if resuming and os.path.exists(os.path.join(tokenizer_dir, "tokenizer.json")):
-            setup = load_tokenizer(tokenizer_dir)
-        else:
+        if resuming and os.path.exists(os.path.join(run_tokenizer_dir, "tokenizer.json")):
+            setup = load_tokenizer(run_tokenizer_dir)
+        else:  # deterministic: every worker trains the chief's tokenizer
             setup = train_tokenizer(tokenizer, _texts(task, train_data), vocabulary_size, tokenizer_dir)
         config = model_config(task, preset, overrides, setup.vocabulary_size, sequence_length, setup.pad_id)
-    model = build_model(task, setup, config, sequence_length, label_names, pretrained, hf)
+    with strategy.scope():
+        model = build_model(task, setup, config, sequence_length, label_names, pretrained, hf)
 
     batches_per_pass = max(1, math.ceil(count / batch_size))
     if steps:
@@ -172,11 +203,19 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
         steps_per_epoch = math.ceil(steps / total_epochs)
     else:
         total_epochs, steps_per_epoch = epochs or DEFAULT_EPOCHS, batches_per_pass
-    model.compile(optimizer=_optimizer(learning_rate, total_epochs * steps_per_epoch), jit_compile=jit_compile)
-    model.build(None)
+    with strategy.scope():
+        model.compile(optimizer=_optimizer(learning_rate, total_epochs * steps_per_epoch),
+                      jit_compile=jit_compile)
+        model.build(None)
+    # Global batches, split by Keras across the replicas. Under multi-worker, DATA sharding
+    # gives worker i the i-th part of every global batch: the workers together train on
+    # exactly the batches one device would (the shuffle's seed is the same on every worker).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_batches = _batched(task, train_data.shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat(),
-                             batch_size)
-    validation_batches = _batched(task, validation_data, batch_size) if validation_data is not None else None
+                             batch_size).with_options(options)
+    validation_batches = (_batched(task, validation_data, batch_size).with_options(options)
+                          if validation_data is not None else None)
 
     config_record = {"run": settings, "model": type(model).__name__, "config": model.config.to_dict(),
                      "label_names": label_names, "tokenizer": setup.kind, "parameters": int(model.count_params()),
@@ -198,8 +237,10 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
         tracked.append(mlflow.keras.MlflowCallback())
     # Last: the epoch is checkpointed for resuming only once it is logged everywhere (a kill in
     # between repeats the epoch; read_metrics keeps its later row).
-    tracked.append(keras.callbacks.BackupAndRestore(os.path.join(out, BACKUP_DIR), save_freq="epoch",
-                                                    delete_checkpoint=False, double_checkpoint=True))
+    # (Ours: written whole and published atomically, by the chief alone; every worker resumes
+    # from the run directory's backup.)
+    tracked.append(BackupAndRestore(os.path.join(run_dir, BACKUP_DIR), save_freq="epoch",
+                                    delete_checkpoint=False, double_checkpoint=True))
     callbacks = [stop, FinishedEpochsOnly(stop, tracked)]
     try:
         import tensorboard  # noqa: F401  (tf.summary writes nothing without it)
@@ -208,9 +249,11 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
     except ImportError:
         print("Note: no TensorBoard logs (the tensorboard package is not installed: pip install tensorboard).")
 
+    replicas = (f", {strategy.num_replicas_in_sync} replicas ({strategy_name})"
+                if strategy.num_replicas_in_sync > 1 or strategy_name not in ("default", "one-device") else "")
     print(f"Training a {model.count_params():,}-parameter {type(model).__name__} ({task}, {count:,} examples, "
           f"{setup.kind} tokenizer of {model.config.vocab_size:,} ids): {total_epochs} epoch(s) of "
-          f"{steps_per_epoch} steps, batch {batch_size}, into {out}.", flush=True)
+          f"{steps_per_epoch} steps, batch {batch_size}{replicas}, into {run_dir}.", flush=True)
     started = time.perf_counter()
     try:
         with stop.catching_ctrl_c():
@@ -221,11 +264,18 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
     rows = read_metrics(metrics_path)
     _rewrite_metrics(metrics_path, rows)
     finished = len(rows)
-    model.save(os.path.join(out, MODEL_FILE))
+    save_model(model, os.path.join(out, MODEL_FILE), strategy)  # atomic; non-chiefs: scratch
+    if not chief:
+        shutil.rmtree(out, ignore_errors=True)
+        print(f"Worker {strategy.cluster_resolver.task_id}: {finished} epoch(s) trained; the chief saved the "
+              f"model in {run_dir}.", flush=True)
+        return {"out": run_dir, "model": os.path.join(run_dir, MODEL_FILE), "epochs": finished,
+                "steps": int(model.optimizer.iterations.numpy()), "metrics": rows[-1] if rows else {},
+                "interrupted": stop.interrupted, "curves": None, "mlflow_run_id": None}
     curves = plot_curves(rows, os.path.join(out, CURVES_FILE), f"{task}: {os.path.basename(os.path.abspath(out))}")
     if curves is None:
         print('Note: no curves.png (matplotlib is not installed: pip install "keras_transformers[benchmarks]").')
-    record = {**config_record, "finished_epochs": finished, "steps": int(model.optimizer.iterations),
+    record = {**config_record, "finished_epochs": finished, "steps": int(model.optimizer.iterations.numpy()),
               "metrics": rows[-1] if rows else {}, "interrupted": stop.interrupted,
               "training_wall_s": round(time.perf_counter() - started, 1)}
     _write_json(os.path.join(out, CONFIG_FILE), record)
@@ -245,5 +295,5 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
         print(f"Saved {os.path.join(out, MODEL_FILE)} ({finished} epoch(s){': ' + shown if shown else ''}).",
               flush=True)
     return {"out": out, "model": os.path.join(out, MODEL_FILE), "epochs": finished,
-            "steps": int(model.optimizer.iterations), "metrics": rows[-1] if rows else {},
+            "steps": int(model.optimizer.iterations.numpy()), "metrics": rows[-1] if rows else {},
             "interrupted": stop.interrupted, "curves": curves, "mlflow_run_id": mlflow_run_id}

@@ -6,7 +6,8 @@ gather clamps an out-of-range id to the last row. So with XLA on, Keras' per-ste
 built without XLA, checks the batch (ids, masks, labels) there, and calls the train/test/predict
 step compiled with XLA on its own: nothing runs on an unchecked batch. Under the mirrored
 strategies the step stays a TensorFlow graph (their gradient all-reduce cannot run inside a
-nested XLA function), and the per-token loss is normalized over the global batch.
+nested XLA function), the per-token loss is normalized over the global batch, and gradient
+clipping acts on the all-reduced (global) gradient.
 """
 
 import contextlib
@@ -46,6 +47,8 @@ class CheckedSteps:
         replicas = strategy.num_replicas_in_sync
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             install_multi_worker_fix()
+        if replicas > 1 and getattr(self, "optimizer", None) is not None:
+            _clip_after_the_all_reduce(self.optimizer)
         # The mirrored strategies' optimizer update is a merge_call, which cannot run inside the
         # nested XLA function, even with one replica.
         mirrored = isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy))
@@ -66,10 +69,17 @@ class CheckedSteps:
             self._jit_compile = jit_compile
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a distribution strategy Keras builds from the first batch reduced with "MEAN"
-        # over the replicas, which turns integer ids into floats (and the build then fails
-        # on float token ids): build from the first replica's part of it instead.
+        # Under a distribution strategy Keras builds from the first batch, which it draws from
+        # a first iterator over the data: a shuffled dataset (reshuffle_each_iteration) then
+        # trains on its second order, not the one a run without a strategy sees. And it
+        # reduces that batch with "MEAN" over the replicas, which turns integer ids into
+        # floats (the build then fails on float token ids). Only shapes and dtypes are
+        # needed: build from a dataset's element_spec, else from the first replica's part of
+        # the first batch.
         if iterator is not None and self._distribute_strategy is not None:
+            dataset = getattr(getattr(iterator, "data_adapter", None), "_dataset", None)
+            if isinstance(dataset, tf.data.Dataset):  # a tf.data input (arrays: Keras' own path)
+                return super()._maybe_symbolic_build(data_batch=dataset.element_spec)
             for _, _, batches in iterator:
                 data_batch = next(batches)
                 break
@@ -142,3 +152,41 @@ class CheckedSteps:
         total = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
         share = tf.math.divide_no_nan(local * context.num_replicas_in_sync, total)
         return loss * share
+
+
+def _scaled(gradient, factor):
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * tf.cast(factor, gradient.values.dtype), gradient.indices,
+                                gradient.dense_shape)
+    return gradient * tf.cast(factor, gradient.dtype)
+
+
+def _clip_after_the_all_reduce(optimizer):
+    """Make the optimizer's ``clipnorm`` / ``global_clipnorm`` / ``clipvalue`` clip the global
+    gradient under R > 1 replicas, as on one device (done once, before the train step is traced).
+
+    Keras 3 clips each replica's gradient, then sums them across replicas: the clip then
+    bounds each replica's partial sum, not the gradient of the batch (tf.keras 2 refused
+    clipping under a strategy for this reason, tensorflow#33929). Here the clip first sums the
+    gradients across the replicas itself, clips that sum, and hands Keras the clipped global
+    gradient on replica 0 and zeros elsewhere, so that Keras' own sum gives it back exactly.
+    Costs one more all-reduce of the gradients a step, only when clipping under replicas.
+    (Replicas are traced in threads of their own: the replica context is looked up per call.)
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+    if inner is None or getattr(inner, "_clips_after_the_all_reduce", False):
+        return
+    keras_clip = inner._clip_gradients
+
+    def clip(gradients):
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return keras_clip(gradients)
+        summed = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, [g for g in gradients if g is not None]))
+        gradients = [None if g is None else next(summed) for g in gradients]
+        first = tf.equal(context.replica_id_in_sync_group, 0)
+        return [None if g is None else _scaled(g, first) for g in keras_clip(gradients)]
+
+    if inner.clipnorm or inner.global_clipnorm or inner.clipvalue:
+        inner._clip_gradients = clip
+    inner._clips_after_the_all_reduce = True

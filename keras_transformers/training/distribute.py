@@ -58,7 +58,9 @@ def make_strategy(name, devices=None):
             ``"mirrored"`` (every local GPU, or ``devices``) or ``"multi-worker"``
             (``MultiWorkerMirroredStrategy`` over the cluster in ``TF_CONFIG``: create it
             before TensorFlow runs anything, or its collectives cannot be configured).
-        devices: for ``"mirrored"``, e.g. ``["CPU:0", "CPU:1"]`` (logical devices).
+        devices: for ``"mirrored"``, e.g. ``["GPU:0", "GPU:1"]``; CPU names beyond the
+            first (``["CPU:0", "CPU:1"]``) split the CPU into that many logical devices, one
+            replica each (the same cores: for tests and learning, not for speed).
 
     Returns:
         A ``tf.distribute.Strategy``. Raises ``ValueError`` for an unknown name, and for
@@ -69,7 +71,10 @@ def make_strategy(name, devices=None):
     if name == "one-device":
         return tf.distribute.OneDeviceStrategy("GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0")
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices)
+        if devices:
+            devices = [str(d) for d in devices]
+            _make_logical_cpus(devices)
+        return tf.distribute.MirroredStrategy(devices or None)
     if name == "multi-worker":
         config = os.environ.get("TF_CONFIG")
         try:
@@ -83,6 +88,35 @@ def make_strategy(name, devices=None):
         install_multi_worker_fix()
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGY_NAMES)}.")
+
+
+def _cpu_index(device):
+    """The ``k`` of a device name ``CPU:k`` (``/cpu:k``, ``/device:CPU:k``), else None."""
+    parts = device.strip("/").split(":")
+    if len(parts) >= 2 and parts[-2].upper().endswith("CPU") and parts[-1].isdigit():
+        return int(parts[-1])
+    return None
+
+
+def _make_logical_cpus(devices):
+    """Split the first physical CPU into as many logical CPU devices as ``devices`` names
+    (``CPU:1`` needs two), so that ``MirroredStrategy(["CPU:0", "CPU:1"])`` runs on a machine
+    without accelerators: each logical device is one replica, sharing the same cores (a
+    way to test and learn distribution, not a speed-up). This must happen before TensorFlow
+    runs its first op."""
+    needed = max([index + 1 for index in map(_cpu_index, devices) if index is not None], default=0)
+    if needed <= 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    configured = tf.config.get_logical_device_configuration(cpu)
+    if configured is not None and len(configured) >= needed:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * needed)
+    except RuntimeError:
+        raise ValueError(
+            f"devices={devices}: this process has {len(configured or [None])} CPU device(s), and more can "
+            "be made only before TensorFlow runs its first op; create the strategy first thing") from None
 
 
 def task_is_chief(task_type, task_id, cluster_spec=None):

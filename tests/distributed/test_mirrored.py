@@ -50,8 +50,12 @@ def test_two_replicas_train_the_encoder_task_models_as_one_device():
         assert_same_training(results[task])
 
 
-def test_a_strategy_trained_model_saves_loads_and_generates_as_one_trained_without(results):
+def test_a_strategy_trained_model_saves_loads_generates_and_exports_as_one_trained_without(results):
     assert results["generate_equal"] is True
+    # The SavedModel (exported from the mirrored variables) and the ONNX model (from the .keras
+    # file loaded on one device) answer as the one-device model: float32 logits, other ops.
+    assert results["export"]["savedmodel"] < 1e-4, results["export"]
+    assert results["export"]["onnx"] < 1e-4, results["export"]
 
 
 def test_jit_compile_falls_back_with_a_message_under_two_replicas(results):

@@ -15,72 +15,13 @@ decimal with these batches, whose halves hold 2 vs 8 and 8 vs 1 real tokens a ro
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from tests.distributed.cluster import Cluster, free_ports
 
-WORKER = os.path.join(os.path.dirname(__file__), "multiworker_worker.py")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOLERANCE = 1e-5
-
-
-def free_ports(count):
-    """Ports the OS has just handed out (bound together, so distinct; closed before use)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("localhost", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-class Cluster:
-    """Two workers of one MultiWorkerMirroredStrategy cluster on localhost, run with ``args``."""
-
-    def __init__(self, ports, args, logs):
-        self.ports, self.args, self.logs, self.workers = ports, args, logs, []
-
-    def start(self, run):
-        workers = [f"localhost:{port}" for port in self.ports]
-        for index in range(len(self.ports)):
-            config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-            env = {**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "3",
-                   "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-            log = open(os.path.join(self.logs, f"run{run}-worker{index}.log"), "w")
-            self.workers.append(subprocess.Popen([sys.executable, WORKER, *self.args], env=env,
-                                                 stdout=log, stderr=subprocess.STDOUT))
-            log.close()
-        return self
-
-    def wait(self, timeout):
-        deadline = time.monotonic() + timeout
-        for index, worker in enumerate(self.workers):
-            try:
-                code = worker.wait(timeout=max(1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"worker {index} still running after {timeout} s\n" + self.tail())
-            assert code == 0, f"worker {index} exited {code}\n" + self.tail()
-
-    def kill(self):
-        for worker in self.workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGKILL)
-                worker.wait(timeout=30)
-
-    def tail(self):
-        text = ""
-        for name in sorted(os.listdir(self.logs)):
-            if name.endswith(".log"):
-                with open(os.path.join(self.logs, name)) as f:
-                    lines = [line for line in f if not line.startswith(("I0000", "WARNING: All log"))]
-                text += f"--- {name}\n" + "".join(lines[-25:])
-        return text
 
 
 def weights(path):

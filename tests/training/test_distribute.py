@@ -38,6 +38,9 @@ def test_make_strategy_names_and_errors(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ValueError, match="not JSON with a 'cluster' key"):
         make_strategy("multi-worker")
+    # Logical CPU devices can only be made before TensorFlow starts (it has, in this process).
+    with pytest.raises(ValueError, match=r"devices=\['CPU:0', 'CPU:3'\]: this process has 1 CPU device\(s\)"):
+        make_strategy("mirrored", ["CPU:0", "CPU:3"])
 
 
 def _model():
