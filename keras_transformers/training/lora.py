@@ -13,6 +13,8 @@ backbones is frozen; a task head (classifier, MLM transform) stays trainable.
     plain = merge_lora(model)                          # same outputs, no adapters: export this
 """
 
+import contextlib
+
 import numpy as np
 
 from keras_transformers.layers.attention import MultiHeadAttention
@@ -71,6 +73,33 @@ def enable_lora(model, rank, lora_alpha=None, feedforward=True,
         for layer in dense:
             layer.enable_lora(rank, lora_alpha=lora_alpha)
     return sum(int(np.prod(v.shape)) for v in lora_variables(model).values())
+
+
+@contextlib.contextmanager
+def adapters_disabled(model):
+    """Within the block, ``model`` computes as its base: every LoRA update off, the adapters
+    themselves untouched (DPO's reference, with no second copy of the weights). The switch is
+    Python state, read when a step is traced: a ``tf.function`` traced inside the block
+    computes the base, one traced outside it the adapted model.
+
+    Example:
+        >>> with adapters_disabled(policy):
+        ...     reference_logits = policy(inputs)
+    """
+    attention, dense = _adaptable_layers(model)
+    ranks = [(layer, layer.lora_rank) for layer in attention if layer.lora_rank is not None]
+    enabled = [layer for layer in dense if layer.lora_enabled]
+    for layer, _ in ranks:
+        layer.lora_rank = None  # adapted_kernel() then returns the base kernel
+    for layer in enabled:
+        layer.lora_enabled = False
+    try:
+        yield
+    finally:
+        for layer, rank in ranks:
+            layer.lora_rank = rank
+        for layer in enabled:
+            layer.lora_enabled = True
 
 
 def lora_variables(model):
