@@ -19,10 +19,11 @@ log π_ref)`` is the implicit reward of a completion; ``fit`` logs
   ``Σ_v π(v) (log π(v) - log π_ref(v))`` (exact, over the vocabulary; not tracked when the
   reference log-probabilities are precomputed).
 
-The reference is a frozen copy of the policy made at construction, or, for a policy with LoRA
-adapters (:func:`~keras_transformers.training.lora.enable_lora`), the policy itself with its
-adapters switched off: no second copy of the weights. Its log-probabilities are computed
-without gradients, or read from the batch (``reference_chosen_log_prob`` and
+The reference (:mod:`~keras_transformers.training.reference`) is a frozen copy of the policy
+made at construction, or, for a policy with LoRA adapters
+(:func:`~keras_transformers.training.lora.enable_lora`), the policy itself with its adapters
+switched off: no second copy of the weights. Its log-probabilities are computed without
+gradients, or read from the batch (``reference_chosen_log_prob`` and
 ``reference_rejected_log_prob``, see :meth:`DPO.with_reference_log_probs`).
 
 Example:
@@ -38,20 +39,11 @@ import tensorflow as tf
 
 from keras_transformers.models.steps import CheckedSteps
 from keras_transformers.ops.checks import check_mask_values
-from keras_transformers.training.lora import adapters_disabled, lora_variables
-from keras_transformers.training.preferences import SIDES, completion_log_probs, tokenize_preferences
+from keras_transformers.training.preferences import SIDES, completion_log_probs, counted_tokens, tokenize_preferences
+from keras_transformers.training.reference import make_reference, reference_token_log_probs
 
 LOSS_TYPES = ("sigmoid", "ipo")
 REFERENCE_KEYS = tuple(f"reference_{side}_log_prob" for side in SIDES)
-
-
-def frozen_copy(model):
-    """A new model of ``model``'s class and config with a copy of its weights, not trainable."""
-    copy = model.__class__.from_config(model.get_config())
-    copy.build()
-    copy.set_weights(model.get_weights())
-    copy.trainable = False
-    return copy
 
 
 def dpo_loss(h, beta, loss_type="sigmoid", label_smoothing=0.0):
@@ -92,12 +84,7 @@ class DPO(CheckedSteps, keras.Model):
         if not policy.built:
             policy.build()
         self.policy = policy
-        self.adapters_as_reference = reference is None and bool(lora_variables(policy))
-        if reference is None and not self.adapters_as_reference:
-            reference = frozen_copy(policy)
-        if reference is not None:
-            reference.trainable = False
-        self.reference = reference
+        self.reference, self.adapters_as_reference = make_reference(policy, reference)
         self.beta, self.loss_type, self.label_smoothing = float(beta), loss_type, float(label_smoothing)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in (
             "reward_accuracy", "reward_margin", "chosen_log_prob", "rejected_log_prob", "kl")}
@@ -148,12 +135,8 @@ class DPO(CheckedSteps, keras.Model):
                 for key in ("token_ids", "padding_mask", "completion_mask")]
 
     def _reference_log_probs(self, token_ids, padding_mask, completion_mask):
-        if self.adapters_as_reference:
-            with adapters_disabled(self.policy):
-                summed, log_probs, _ = completion_log_probs(self.policy, token_ids, padding_mask, completion_mask)
-        else:
-            summed, log_probs, _ = completion_log_probs(self.reference, token_ids, padding_mask, completion_mask)
-        return tf.stop_gradient(summed), tf.stop_gradient(log_probs)
+        gathered, log_probs = reference_token_log_probs(self.policy, self.reference, token_ids, padding_mask)
+        return tf.reduce_sum(gathered * counted_tokens(padding_mask, completion_mask), axis=-1), log_probs
 
     def call(self, inputs, training=False):
         token_ids, padding_mask, completion_mask = self._both(inputs)

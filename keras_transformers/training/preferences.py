@@ -74,6 +74,26 @@ def tokenize_preferences(preprocessor, prompts, chosen, rejected, sequence_lengt
     return pack_preferences(prompt_ids, chosen_ids, rejected_ids, length, preprocessor.pad_id)
 
 
+def token_log_probs(model, token_ids, padding_mask, training=False):
+    """``log p(x_t | x_<t)`` of every token ``t >= 1`` under the causal LM ``model``.
+
+    Returns:
+        ``(gathered, log_probs)``: ``(batch, seq - 1)`` float32, the log-probability of token
+        ``t + 1`` at column ``t``; and the ``(batch, seq - 1, vocab)`` float32 log-softmax of the
+        logits at positions ``0..seq-2``.
+    """
+    logits = model({"token_ids": token_ids, "padding_mask": padding_mask}, training=training)
+    log_probs = tf.nn.log_softmax(tf.cast(logits[:, :-1], tf.float32), axis=-1)
+    gathered = tf.gather(log_probs, tf.cast(token_ids[:, 1:], tf.int32), axis=-1, batch_dims=2)
+    return gathered, log_probs
+
+
+def counted_tokens(padding_mask, completion_mask):
+    """``(batch, seq - 1)`` float32 weights aligned with :func:`token_log_probs`: 1 where token
+    ``t + 1`` is a real completion token."""
+    return tf.cast(completion_mask[:, 1:], tf.float32) * tf.cast(padding_mask[:, 1:], tf.float32)
+
+
 def completion_log_probs(model, token_ids, padding_mask, completion_mask, training=False):
     """Log-probabilities of the completion tokens under the causal LM ``model``.
 
@@ -89,9 +109,6 @@ def completion_log_probs(model, token_ids, padding_mask, completion_mask, traini
         log-probabilities; the ``(batch, seq - 1, vocab)`` float32 log-softmax of the logits
         at positions ``0..seq-2``; the ``(batch, seq - 1)`` float32 weights (1 = counted).
     """
-    logits = model({"token_ids": token_ids, "padding_mask": padding_mask}, training=training)
-    log_probs = tf.nn.log_softmax(tf.cast(logits[:, :-1], tf.float32), axis=-1)
-    targets = tf.cast(token_ids[:, 1:], tf.int32)
-    token_log_probs = tf.gather(log_probs, targets, axis=-1, batch_dims=2)
-    counted = tf.cast(completion_mask[:, 1:], tf.float32) * tf.cast(padding_mask[:, 1:], tf.float32)
-    return tf.reduce_sum(token_log_probs * counted, axis=-1), log_probs, counted
+    gathered, log_probs = token_log_probs(model, token_ids, padding_mask, training)
+    counted = counted_tokens(padding_mask, completion_mask)
+    return tf.reduce_sum(gathered * counted, axis=-1), log_probs, counted

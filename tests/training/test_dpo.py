@@ -10,7 +10,8 @@ import tensorflow as tf
 import keras_transformers as kt
 from keras_transformers.preprocessing import CausalLMPreprocessor
 from keras_transformers.tokenizers import byte_tokenizer
-from keras_transformers.training.dpo import DPO, frozen_copy
+from keras_transformers.training.dpo import DPO
+from keras_transformers.training.reference import frozen_copy
 from keras_transformers.training.lora import enable_lora, lora_variables
 from keras_transformers.training.preferences import completion_log_probs, pack_preferences
 
