@@ -5,7 +5,9 @@ import tensorflow as tf
 from numpy import prod as np_prod
 
 from keras_transformers.layers.embeddings import RotaryEmbedding
+from keras_transformers.layers.rope_scaling import check_rope_scaling
 from keras_transformers.ops import cache_causal_mask, scaled_dot_product_attention, update_cache
+from keras_transformers.ops.attention import IMPLEMENTATIONS, check_sliding_window
 
 
 _TWO_ROW_MIN_KERNEL_SIZE = 4096
@@ -21,16 +23,26 @@ class MultiHeadAttention(keras.layers.Layer):
     ``query`` itself (self-attention). With ``num_key_value_heads < num_heads`` the keys and
     values have fewer heads, each shared by a group of query heads (grouped-query attention,
     Ainslie et al., 2023). With ``rotary_max_wavelength`` set, queries and keys are rotated by
-    :class:`RotaryEmbedding` after projection.
+    :class:`RotaryEmbedding` after projection. With ``sliding_window=W`` causal attention
+    sees only the ``W`` most recent positions (Mistral): the query at position ``i`` sees keys
+    ``i - W < j <= i``, in training, in a full forward, and over a decoding cache.
 
     Args:
         num_heads: number of query heads ``h``.
         head_dim: width of each head ``d_k``.
         num_key_value_heads: number of key/value heads; ``num_heads`` when ``None``.
         use_bias: add biases to the four projections.
+        qkv_bias: add biases to the query, key and value projections only (Qwen2: True with
+            ``use_bias=False``); follows ``use_bias`` when ``None``.
         dropout: dropout rate on the attention weights.
         rotary_max_wavelength: apply RoPE with this base (10000 in Llama); ``None`` for none.
+        rope_scaling: RoPE scaling dict for :class:`RotaryEmbedding` (``linear`` | ``dynamic``
+            | ``llama3`` | ``yarn``); ``None`` for none.
+        sliding_window: causal attention sees only the ``W`` most recent positions; ``None``
+            for all. The decoding cache keeps every slot and masks the older ones.
         kernel_initializer: initializer of the projection kernels.
+        attention_implementation: ``"auto"`` | ``"exact"`` | ``"chunked"``, the core's
+            ``implementation`` (chunked: memory-efficient tiles for long sequences).
 
     Call args:
         query: ``(batch, q_len, hidden)``.
@@ -60,7 +72,8 @@ class MultiHeadAttention(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, head_dim, num_key_value_heads=None, use_bias=True, dropout=0.0,
-                 rotary_max_wavelength=None, kernel_initializer="glorot_uniform", **kwargs):
+                 rotary_max_wavelength=None, kernel_initializer="glorot_uniform", qkv_bias=None,
+                 rope_scaling=None, sliding_window=None, attention_implementation="auto", **kwargs):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.head_dim = int(head_dim)
@@ -70,8 +83,15 @@ class MultiHeadAttention(keras.layers.Layer):
                 f"`num_heads` ({self.num_heads}) must be a multiple of `num_key_value_heads` "
                 f"({self.num_key_value_heads}).")
         self.use_bias = bool(use_bias)
+        self.qkv_bias = self.use_bias if qkv_bias is None else bool(qkv_bias)
         self.dropout = float(dropout)
         self.rotary_max_wavelength = None if rotary_max_wavelength is None else float(rotary_max_wavelength)
+        self.rope_scaling = check_rope_scaling(rope_scaling)
+        self.sliding_window = check_sliding_window(sliding_window)
+        if attention_implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"`attention_implementation` must be one of {IMPLEMENTATIONS}, "
+                             f"got {attention_implementation!r}.")
+        self.attention_implementation = attention_implementation
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.seed_generator = keras.random.SeedGenerator(seed=None)
         self.lora_rank = None
@@ -80,7 +100,8 @@ class MultiHeadAttention(keras.layers.Layer):
         kernel = self.add_weight(name=f"{name}_kernel", shape=kernel_shape,
                                  initializer=self.kernel_initializer)
         bias = None
-        if self.use_bias:
+        has_bias = self.use_bias if name == "output" else self.qkv_bias
+        if has_bias:
             bias = self.add_weight(name=f"{name}_bias", shape=bias_shape, initializer="zeros")
         return kernel, bias
 
@@ -98,7 +119,8 @@ class MultiHeadAttention(keras.layers.Layer):
             "output", (heads, dim, hidden_size), (hidden_size,))
         self.rotary = None
         if self.rotary_max_wavelength is not None:
-            self.rotary = RotaryEmbedding(self.rotary_max_wavelength, dtype=self.dtype_policy)
+            self.rotary = RotaryEmbedding(self.rotary_max_wavelength, scaling=self.rope_scaling,
+                                          dtype=self.dtype_policy)
             self.rotary.build((None, heads, None, dim))
         self.built = True
 
@@ -211,7 +233,7 @@ class MultiHeadAttention(keras.layers.Layer):
             # the whole fixed-size cache; slots after each query (unwritten or stale) are masked.
             k, v = update_cache(cache[0], k, cache_index), update_cache(cache[1], v, cache_index)
             if causal:
-                visible = cache_causal_mask(cache_index, tf.shape(k)[2])
+                visible = cache_causal_mask(cache_index, tf.shape(k)[2], self.sliding_window)
                 attention_mask = visible if attention_mask is None else tf.logical_and(
                     tf.cast(attention_mask, tf.bool), visible)
                 causal = False
@@ -221,7 +243,8 @@ class MultiHeadAttention(keras.layers.Layer):
             seed = tf.cast(self.seed_generator.next(), tf.int32)
         outputs = scaled_dot_product_attention(
             q, k, v, mask=attention_mask, causal=causal, dropout_rate=self.dropout,
-            training=bool(training), seed=seed, return_weights=return_attention_weights)
+            training=bool(training), seed=seed, return_weights=return_attention_weights,
+            sliding_window=self.sliding_window, implementation=self.attention_implementation)
         if return_attention_weights:
             outputs, weights = outputs
         outputs = tf.einsum("bnsd,ndh->bsh", outputs, self.adapted_kernel("output"))
@@ -236,4 +259,7 @@ class MultiHeadAttention(keras.layers.Layer):
         return {**super().get_config(), "num_heads": self.num_heads, "head_dim": self.head_dim,
                 "num_key_value_heads": self.num_key_value_heads, "use_bias": self.use_bias,
                 "dropout": self.dropout, "rotary_max_wavelength": self.rotary_max_wavelength,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "qkv_bias": self.qkv_bias, "rope_scaling": self.rope_scaling,
+                "sliding_window": self.sliding_window,
+                "attention_implementation": self.attention_implementation}

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_transformers.layers.attention import MultiHeadAttention
 from keras_transformers.layers.feedforward import FeedForward
+from keras_transformers.layers.moe import MixtureOfExperts
 from keras_transformers.layers.normalization import make_norm
 
 
@@ -21,7 +22,9 @@ class _Block(keras.layers.Layer):
     def __init__(self, num_heads, intermediate_size, num_key_value_heads=None, head_dim=None,
                  activation="gelu", norm_first=False, norm_type="layer_norm", norm_epsilon=1e-5,
                  dropout=0.0, attention_dropout=0.0, use_bias=True, rotary_max_wavelength=None,
-                 kernel_initializer="glorot_uniform", **kwargs):
+                 kernel_initializer="glorot_uniform", qkv_bias=None, rope_scaling=None,
+                 sliding_window=None, attention_implementation="auto", num_experts=None, experts_per_token=2,
+                 router_aux_loss_weight=0.02, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.intermediate_size = int(intermediate_size)
@@ -36,14 +39,25 @@ class _Block(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.rotary_max_wavelength = rotary_max_wavelength
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.qkv_bias = None if qkv_bias is None else bool(qkv_bias)
+        self.rope_scaling = rope_scaling
+        self.sliding_window = sliding_window
+        self.attention_implementation = attention_implementation
+        self.num_experts = None if num_experts is None else int(num_experts)
+        self.experts_per_token = int(experts_per_token)
+        self.router_aux_loss_weight = float(router_aux_loss_weight)
 
     def _attention(self, name, query_shape, key_value_shape=None, rotary=True):
+        """``rotary=False`` (cross-attention): no RoPE and no sliding window."""
         head_dim = self.head_dim or query_shape[-1] // self.num_heads
         layer = MultiHeadAttention(
             self.num_heads, head_dim, num_key_value_heads=self.num_key_value_heads,
             use_bias=self.use_bias, dropout=self.attention_dropout,
             rotary_max_wavelength=self.rotary_max_wavelength if rotary else None,
-            kernel_initializer=self.kernel_initializer, name=name, dtype=self.dtype_policy)
+            kernel_initializer=self.kernel_initializer, qkv_bias=self.qkv_bias,
+            rope_scaling=self.rope_scaling if rotary else None,
+            sliding_window=self.sliding_window if rotary else None,
+            attention_implementation=self.attention_implementation, name=name, dtype=self.dtype_policy)
         layer.build(query_shape, key_value_shape)
         return layer
 
@@ -53,13 +67,26 @@ class _Block(keras.layers.Layer):
         return layer
 
     def _build_feedforward(self, shape):
-        self.feedforward = FeedForward(
-            self.intermediate_size, activation=self.activation, use_bias=self.use_bias,
-            dropout=self.dropout, kernel_initializer=self.kernel_initializer,
-            name="feedforward", dtype=self.dtype_policy)
+        if self.num_experts:  # Mixtral: E SwiGLU experts, k per token
+            self.feedforward = MixtureOfExperts(
+                self.intermediate_size, num_experts=self.num_experts, experts_per_token=self.experts_per_token,
+                router_aux_loss_weight=self.router_aux_loss_weight, kernel_initializer=self.kernel_initializer,
+                name="feedforward", dtype=self.dtype_policy)
+        else:
+            self.feedforward = FeedForward(
+                self.intermediate_size, activation=self.activation, use_bias=self.use_bias,
+                dropout=self.dropout, kernel_initializer=self.kernel_initializer,
+                name="feedforward", dtype=self.dtype_policy)
         self.feedforward.build(shape)
         self.feedforward_norm = self._norm("feedforward_norm", shape)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+
+    def _feedforward(self, x, padding_mask, training):
+        """The feed-forward sublayer; a mixture of experts also takes the ``(batch, seq)``
+        padding mask (padding counts in none of its router statistics)."""
+        if self.num_experts:
+            return self.feedforward(x, padding_mask=padding_mask, training=training)
+        return self.feedforward(x, training=training)
 
     def _residual(self, x, sublayer, norm, training):
         """Post-norm: ``norm(x + sublayer(x))`` (Vaswani et al.). Pre-norm: ``x + sublayer(norm(x))``."""
@@ -75,7 +102,12 @@ class _Block(keras.layers.Layer):
                 "norm_type": self.norm_type, "norm_epsilon": self.norm_epsilon,
                 "dropout": self.dropout, "attention_dropout": self.attention_dropout,
                 "use_bias": self.use_bias, "rotary_max_wavelength": self.rotary_max_wavelength,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "qkv_bias": self.qkv_bias, "rope_scaling": self.rope_scaling,
+                "sliding_window": self.sliding_window,
+                "attention_implementation": self.attention_implementation, "num_experts": self.num_experts,
+                "experts_per_token": self.experts_per_token,
+                "router_aux_loss_weight": self.router_aux_loss_weight}
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -105,6 +137,13 @@ class EncoderBlock(_Block):
         attention_dropout: dropout on the attention weights.
         use_bias: biases in the projections.
         rotary_max_wavelength: RoPE base in self-attention; ``None`` for no rotary positions.
+        qkv_bias: biases on query/key/value only (Qwen2); ``use_bias`` when ``None``.
+        rope_scaling: RoPE scaling dict of self-attention (see :class:`RotaryEmbedding`).
+        sliding_window: causal self-attention sees the ``W`` most recent positions (Mistral).
+        attention_implementation: ``auto`` | ``exact`` | ``chunked`` (see :class:`MultiHeadAttention`).
+        num_experts: a :class:`MixtureOfExperts` feed-forward of this many SwiGLU experts (Mixtral);
+            ``None``: the dense :class:`FeedForward`.
+        experts_per_token, router_aux_loss_weight: the mixture's ``k`` and load-balancing weight.
 
     Call args:
         sequence: ``(batch, seq, hidden)``.
@@ -131,7 +170,7 @@ class EncoderBlock(_Block):
             sequence,
             lambda h: self.self_attention(h, attention_mask=mask, positions=positions, training=training),
             self.self_attention_norm, training)
-        return self._residual(x, lambda h: self.feedforward(h, training=training),
+        return self._residual(x, lambda h: self._feedforward(h, padding_mask, training),
                               self.feedforward_norm, training)
 
 
@@ -218,7 +257,8 @@ class DecoderBlock(_Block):
                 return outputs if cross_attention_cache is None else outputs[0]
 
             x = self._residual(x, cross_attention, self.cross_attention_norm, training)
-        x = self._residual(x, lambda h: self.feedforward(h, training=training),
+        token_mask = padding_mask if cache is None else None  # with a cache: the mask is over slots
+        x = self._residual(x, lambda h: self._feedforward(h, token_mask, training),
                            self.feedforward_norm, training)
         return x if cache is None else (x, new_cache[0])
 

@@ -1,9 +1,16 @@
-"""Token embeddings (with the tied output projection) and the three position encodings."""
+"""Token embeddings (with the tied output projection) and the three position encodings
+(rotary with RoPE scaling: :mod:`keras_transformers.layers.rope_scaling`)."""
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transformers.layers.rope_scaling import (
+    attention_factor,
+    check_rope_scaling,
+    dynamic_inverse_frequencies,
+    inverse_frequencies,
+)
 from keras_transformers.ops.checks import check_ids_in_range
 
 
@@ -11,7 +18,7 @@ def _angles(sequence, positions, dim, max_wavelength):
     """``pos · max_wavelength^(-2i/dim)`` for ``i < dim/2``: ``(1 or batch, seq, dim/2)`` float32.
 
     ``positions`` ``(batch, seq)``, or ``None`` for ``0..seq-1`` with ``seq`` read off axis 1 of
-    ``sequence``. The angles of both the sinusoidal encoding and the rotary embedding.
+    ``sequence``. The angles of the sinusoidal encoding.
     """
     if positions is None:
         positions = tf.range(tf.shape(sequence)[1])[None, :]
@@ -169,9 +176,17 @@ class RotaryEmbedding(keras.layers.Layer):
     """Rotary position embedding, RoPE (Su et al., 2021), applied to queries and keys.
 
     Each pair of features ``(x_i, x_{i+d/2})`` of a head is rotated by the angle
-    ``pos · θ_i`` with ``θ_i = max_wavelength^(-2i/d)``, so that ``q_m·k_n`` depends on
+    ``pos · ω_i`` with ``ω_i = max_wavelength^(-2i/d)``, so that ``q_m·k_n`` depends on
     the positions only through ``m - n``. The halves pairing ("rotate_half") matches
     GPT-NeoX, Llama in Hugging Face, and KerasHub. No weights.
+
+    Args:
+        max_wavelength: the base of the frequencies (``rope_theta``: 10000 in Llama 2,
+            500000 in Llama 3).
+        scaling: ``None``, or a RoPE scaling dict (``rope_type`` ``linear`` | ``dynamic`` |
+            ``llama3`` | ``yarn`` and its keys) that changes ``ω`` for long contexts; the
+            formulas are in :mod:`keras_transformers.layers.rope_scaling`. ``yarn`` also
+            multiplies the output by its attention factor.
 
     Shapes:
         ``call(x, positions=None)``: ``x`` ``(batch, heads, seq, head_dim)`` (even head_dim);
@@ -181,24 +196,45 @@ class RotaryEmbedding(keras.layers.Layer):
         >>> q = tf.random.normal([1, 2, 6, 8])
         >>> RotaryEmbedding()(q).shape
         TensorShape([1, 2, 6, 8])
+        >>> llama3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+        ...           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+        >>> RotaryEmbedding(500000.0, scaling=llama3)(q).shape
+        TensorShape([1, 2, 6, 8])
     """
 
-    def __init__(self, max_wavelength=10000.0, **kwargs):
+    def __init__(self, max_wavelength=10000.0, scaling=None, **kwargs):
         super().__init__(**kwargs)
         self.max_wavelength = float(max_wavelength)
+        self.scaling = check_rope_scaling(scaling)
+        self.attention_factor = attention_factor(self.scaling)
 
     def build(self, x_shape):
-        if x_shape[-1] % 2:
-            raise ValueError(f"Rotary embedding needs an even head_dim, got {x_shape[-1]}.")
+        dim = x_shape[-1]
+        if dim % 2:
+            raise ValueError(f"Rotary embedding needs an even head_dim, got {dim}.")
+        self.dynamic = self.scaling is not None and self.scaling["rope_type"] == "dynamic"
+        self.inverse_frequency = None if self.dynamic else inverse_frequencies(
+            self.max_wavelength, dim, self.scaling)
         self.built = True
 
     def call(self, x, positions=None):
-        angles = _angles(x[:, 0], positions, x.shape[-1], self.max_wavelength)  # (b, seq, d/2)
+        if positions is None:
+            positions = tf.range(tf.shape(x)[2])[None, :]
+        positions = tf.cast(positions, tf.float32)
+        if self.dynamic:  # the base grows with this call's length: max position + 1
+            inverse_frequency = dynamic_inverse_frequencies(
+                self.max_wavelength, x.shape[-1], self.scaling, tf.reduce_max(positions) + 1.0)
+        else:
+            inverse_frequency = tf.constant(self.inverse_frequency)
+        angles = positions[..., None] * inverse_frequency                  # (b, seq, d/2)
         angles = tf.concat([angles, angles], axis=-1)[:, None]            # (b, 1, seq, d)
         x32 = tf.cast(x, tf.float32)
         first, second = tf.split(x32, 2, axis=-1)
         rotated_half = tf.concat([-second, first], axis=-1)
-        return tf.cast(x32 * tf.cos(angles) + rotated_half * tf.sin(angles), x.dtype)
+        rotated = x32 * tf.cos(angles) + rotated_half * tf.sin(angles)
+        if self.attention_factor != 1.0:
+            rotated = rotated * self.attention_factor
+        return tf.cast(rotated, x.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "max_wavelength": self.max_wavelength}
+        return {**super().get_config(), "max_wavelength": self.max_wavelength, "scaling": self.scaling}

@@ -10,6 +10,7 @@ from keras_transformers.layers import (
     make_norm,
 )
 from keras_transformers.models.config import TransformerConfig
+from keras_transformers.models.remat import rematerialized
 from keras_transformers.models.task import ShapeFreeBuild
 
 
@@ -100,7 +101,11 @@ def block_arguments(config):
         norm_first=config.norm_first, norm_type=config.norm_type, norm_epsilon=config.norm_epsilon,
         dropout=config.dropout, attention_dropout=config.attention_dropout, use_bias=config.use_bias,
         rotary_max_wavelength=config.rope_max_wavelength if config.position_encoding == "rotary" else None,
-        kernel_initializer=kernel_initializer(config))
+        kernel_initializer=kernel_initializer(config), qkv_bias=config.qkv_bias,
+        rope_scaling=config.rope_scaling if config.position_encoding == "rotary" else None,
+        sliding_window=config.sliding_window, attention_implementation=config.attention_implementation,
+        num_experts=config.num_experts, experts_per_token=config.experts_per_token,
+        router_aux_loss_weight=config.router_aux_loss_weight)
 
 
 class Backbone(ShapeFreeBuild, keras.Model):
@@ -141,6 +146,13 @@ class Backbone(ShapeFreeBuild, keras.Model):
         if self.final_norm is not None:
             self.final_norm.build(hidden_shape)
         self.built = True
+
+    def call_block(self, block, x, training=None, differentiable=None, **arguments):
+        """``block(x, ...)``; with ``config.remat`` in training, its activations are
+        recomputed in the backward pass (:func:`rematerialized`) instead of kept."""
+        if self.config.remat and training:
+            return rematerialized(block, x, differentiable, training=training, **arguments)
+        return block(x, training=training, **(differentiable or {}), **arguments)
 
     def finish(self, x):
         """The final norm of pre-norm stacks; the identity for post-norm ones."""

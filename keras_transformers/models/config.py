@@ -5,6 +5,8 @@ import difflib
 
 from keras_transformers.layers.feedforward import ACTIVATIONS
 from keras_transformers.layers.normalization import NORM_TYPES
+from keras_transformers.layers.rope_scaling import check_rope_scaling
+from keras_transformers.ops.attention import IMPLEMENTATIONS, check_sliding_window
 
 POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
 
@@ -28,6 +30,15 @@ class TransformerConfig:
         position_encoding: ``learned`` | ``sinusoidal`` | ``rotary``.
         max_length: longest sequence the model accepts.
         rope_max_wavelength: RoPE base, with rotary positions.
+        rope_scaling: ``None``, or RoPE scaling for long contexts, as Hugging Face's
+            ``rope_scaling``: a dict with ``rope_type`` ``linear`` | ``dynamic`` | ``llama3`` |
+            ``yarn`` and that type's keys (formulas: :mod:`keras_transformers.layers.rope_scaling`);
+            ``original_max_position_embeddings`` defaults to ``max_length``. E.g. Llama 3.1's
+            ``{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}``.
+        sliding_window: ``W``: causal self-attention sees only the ``W`` most recent positions,
+            itself included (Mistral, Qwen2); ``None`` for all. Decoders only (an encoder's
+            bidirectional attention has no window).
         type_vocab_size: segment (token type) embeddings, BERT-style; 0 for none.
         embedding_norm: normalize the summed embeddings (BERT, BART); pre-norm models
             instead normalize the last block's output.
@@ -35,9 +46,19 @@ class TransformerConfig:
         dropout: dropout on embeddings and sublayer outputs.
         attention_dropout: dropout on attention weights.
         use_bias: biases in attention and feed-forward projections.
+        qkv_bias: biases on the query/key/value projections (Qwen2: True with
+            ``use_bias=False``); ``use_bias`` when None.
         tie_embeddings: language-model heads reuse the token embedding (``h·Eᵀ``).
         pad_token_id: the padding id.
         initializer_range: stddev of the normal initializer of embeddings and kernels.
+        attention_implementation: ``auto`` | ``exact`` | ``chunked``: the attention core's form
+            (chunked: memory-efficient tiles, O(seq·head_dim); ``auto`` picks it for long inputs).
+        num_experts: ``E``: each block's feed-forward is a mixture of ``E`` SwiGLU experts
+            (:class:`~keras_transformers.layers.MixtureOfExperts`, Mixtral); ``None``: dense.
+        experts_per_token: ``k``, the experts each token is routed to.
+        router_aux_loss_weight: weight of the router's load-balancing loss, added in training.
+        remat: in training, recompute each block's activations in the backward pass instead of
+            keeping them (activation memory of one block, for one more forward pass).
     """
 
     vocab_size: int = 30522
@@ -54,15 +75,23 @@ class TransformerConfig:
     position_encoding: str = "learned"
     max_length: int = 512
     rope_max_wavelength: float = 10000.0
+    rope_scaling: dict = None
+    sliding_window: int = None
     type_vocab_size: int = 0
     embedding_norm: bool = True
     scale_embeddings: bool = False
     dropout: float = 0.1
     attention_dropout: float = 0.1
     use_bias: bool = True
+    qkv_bias: bool = None
     tie_embeddings: bool = True
     pad_token_id: int = 0
     initializer_range: float = 0.02
+    attention_implementation: str = "auto"
+    remat: bool = False
+    num_experts: int = None
+    experts_per_token: int = 2
+    router_aux_loss_weight: float = 0.02
 
     def __post_init__(self):
         def require(condition, message):
@@ -94,6 +123,27 @@ class TransformerConfig:
         for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
             require(0.0 <= value < 1.0, f"`{name}` must be in [0, 1), got {value!r}.")
+        # Completed (original_max_position_embeddings) so the saved config says everything.
+        object.__setattr__(self, "rope_scaling", check_rope_scaling(self.rope_scaling, self.max_length))
+        require(self.rope_scaling is None or self.position_encoding == "rotary",
+                f"`rope_scaling` needs position_encoding='rotary', got {self.position_encoding!r}.")
+        object.__setattr__(self, "sliding_window", check_sliding_window(self.sliding_window))  # a plain int
+        require(self.qkv_bias is None or isinstance(self.qkv_bias, bool),
+                f"`qkv_bias` must be True, False or None, got {self.qkv_bias!r}.")
+        require(self.attention_implementation in IMPLEMENTATIONS,
+                f"`attention_implementation` must be one of {IMPLEMENTATIONS}, "
+                f"got {self.attention_implementation!r}.")
+        require(isinstance(self.remat, bool), f"`remat` must be True or False, got {self.remat!r}.")
+        if self.num_experts is not None:
+            require(isinstance(self.num_experts, int) and self.num_experts >= 1,
+                    f"`num_experts` must be a positive integer or None, got {self.num_experts!r}.")
+            require(isinstance(self.experts_per_token, int) and 1 <= self.experts_per_token <= self.num_experts,
+                    f"`experts_per_token` must be in [1, num_experts={self.num_experts}], got "
+                    f"{self.experts_per_token!r}.")
+            require(self.activation == "swiglu",
+                    f"`num_experts` needs activation='swiglu' (the experts are SwiGLU), got {self.activation!r}.")
+        require(self.router_aux_loss_weight >= 0.0,
+                f"`router_aux_loss_weight` must be >= 0, got {self.router_aux_loss_weight!r}.")
         require(0 <= self.pad_token_id < self.vocab_size,
                 f"`pad_token_id` ({self.pad_token_id}) must lie in [0, vocab_size={self.vocab_size}).")
 
@@ -143,6 +193,13 @@ def _check_field_names(values):
 
 _BERT = TransformerConfig()  # the defaults are BERT-base
 
+# The Llama block (RoPE, RMSNorm, SwiGLU, grouped-query attention, no biases) the Llama-family
+# presets share; each sets its sizes.
+_LLAMA_BLOCK = TransformerConfig(
+    activation="swiglu", norm_type="rms_norm", norm_first=True, norm_epsilon=1e-5,
+    position_encoding="rotary", embedding_norm=False, dropout=0.0, attention_dropout=0.0,
+    use_bias=False, tie_embeddings=False)
+
 PRESETS = {
     # Devlin et al., 2018: post-norm, GELU, learned positions, segment embeddings.
     "bert_base": _BERT.replace(type_vocab_size=2),
@@ -171,6 +228,21 @@ PRESETS = {
     # Lewis et al., 2019, base: 6+6 post-norm layers, GELU, learned positions, embedding norm.
     "bart_base": _BERT.replace(vocab_size=50265, num_layers=6, max_length=1024, norm_epsilon=1e-5,
                                pad_token_id=1),
+    # Llama 3.1 8B (Meta, 2024): rope_theta 500000 with llama3 RoPE scaling to 128K positions.
+    "llama3_8b": _LLAMA_BLOCK.replace(
+        vocab_size=128256, hidden_size=4096, num_layers=32, num_heads=32, num_key_value_heads=8,
+        intermediate_size=14336, max_length=131072, rope_max_wavelength=500000.0, rope_scaling={
+            "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}),
+    # Mistral 7B v0.1 (Jiang et al., 2023): Llama with a 4096-token sliding window.
+    "mistral_7b": _LLAMA_BLOCK.replace(
+        vocab_size=32000, hidden_size=4096, num_layers=32, num_heads=32, num_key_value_heads=8,
+        intermediate_size=14336, max_length=32768, sliding_window=4096),
+    # Qwen2 0.5B (Qwen team, 2024): q/k/v biases only, rope_theta 1e6, tied embeddings.
+    "qwen2_0_5b": _LLAMA_BLOCK.replace(
+        vocab_size=151936, hidden_size=896, num_layers=24, num_heads=14, num_key_value_heads=2,
+        intermediate_size=4864, max_length=131072, norm_epsilon=1e-6, rope_max_wavelength=1000000.0,
+        qkv_bias=True, tie_embeddings=True),
     # Small enough for unit tests: every family's switches still apply via ``replace``.
     "tiny": TransformerConfig(
         vocab_size=64, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,

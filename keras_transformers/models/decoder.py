@@ -61,8 +61,9 @@ class Decoder(Backbone):
         inputs = self.validate_inputs(inputs)
         x = self.embeddings(inputs["token_ids"], training=training)
         for block in self.blocks:
-            x = block(x, padding_mask=inputs["padding_mask"], encoder_sequence=encoder_sequence,
-                      encoder_padding_mask=encoder_padding_mask, training=training)
+            x = self.call_block(block, x, padding_mask=inputs["padding_mask"],
+                                differentiable={"encoder_sequence": encoder_sequence},
+                                encoder_padding_mask=encoder_padding_mask, training=training)
         return self.finish(x)
 
     def init_cache(self, batch_size, cache_length):

@@ -49,7 +49,7 @@ class Encoder(Backbone):
         x = self.embeddings(inputs["token_ids"], segment_ids=inputs["segment_ids"] if c.type_vocab_size
                             else None, training=training)
         for block in self.blocks:
-            x = block(x, padding_mask=inputs["padding_mask"], training=training)
+            x = self.call_block(block, x, padding_mask=inputs["padding_mask"], training=training)
         return self.finish(x)
 
 

@@ -9,10 +9,12 @@ from keras_transformers.ops.attention import (
     set_jit_compile,
 )
 from keras_transformers.ops.cache import cache_causal_mask, update_cache
+from keras_transformers.ops.chunked_attention import chunked_attention
 
 __all__ = [
     "cache_causal_mask",
     "causal_mask",
+    "chunked_attention",
     "gelu",
     "get_jit_compile",
     "jit_compile_scope",

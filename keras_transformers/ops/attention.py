@@ -14,8 +14,21 @@ Nothing here has weights, and nothing imports the rest of the package.
 """
 
 import contextlib
+import operator
 
 import tensorflow as tf
+
+from keras_transformers.ops.chunked_attention import (
+    DEFAULT_KEY_BLOCK,
+    DEFAULT_QUERY_BLOCK,
+    check_block_size,
+    chunked_attention,
+)
+
+IMPLEMENTATIONS = ("auto", "exact", "chunked")
+# "auto" runs the chunked form when both lengths are known and at least this long (measured in
+# benchmarks/long_context.py: below it the exact form is as fast and fits in memory).
+AUTO_CHUNKED_MIN_LENGTH = 2048
 
 _jit_compile = True
 
@@ -47,19 +60,45 @@ def jit_compile_scope(enabled):
         set_jit_compile(previous)
 
 
-def causal_mask(q_len, k_len):
+def causal_mask(q_len, k_len, sliding_window=None):
     """Boolean ``(q_len, k_len)`` mask; query ``i`` sees keys ``j <= i + (k_len - q_len)``.
 
     The queries are taken to be the last ``q_len`` positions of the ``k_len`` keys, which is
     the case both for a full sequence (``q_len == k_len``) and for new tokens appended to
-    keys that precede them.
+    keys that precede them. With ``sliding_window=W`` (Mistral, Qwen2), the query at absolute
+    position ``i = row + (k_len - q_len)`` sees only the ``W`` most recent keys, itself
+    included: ``i - W < j <= i`` (transformers' ``sliding_window_overlay``: ``kv_idx > q_idx - W``).
+
+    Example:
+        >>> causal_mask(4, 4, sliding_window=2).numpy().astype(int)
+        array([[1, 0, 0, 0],
+               [1, 1, 0, 0],
+               [0, 1, 1, 0],
+               [0, 0, 1, 1]])
     """
     query_positions = tf.range(q_len)[:, None] + (k_len - q_len)
     key_positions = tf.range(k_len)[None, :]
-    return key_positions <= query_positions
+    visible = key_positions <= query_positions
+    if sliding_window is not None:
+        visible = tf.logical_and(visible, key_positions > query_positions - sliding_window)
+    return visible
 
 
-def _attention(query, key, value, mask, causal, scale, dropout_rate, seed, return_weights):
+def check_sliding_window(sliding_window):
+    """``sliding_window`` as a positive int, or ``None``; a clear ``ValueError`` otherwise."""
+    if sliding_window is None:
+        return None
+    try:
+        window = operator.index(sliding_window)  # int or NumPy integer, not a float or bool
+    except TypeError:
+        window = 0
+    if isinstance(sliding_window, bool) or window < 1:
+        raise ValueError(f"`sliding_window` must be a positive integer or None, got {sliding_window!r}.")
+    return window
+
+
+def _attention(query, key, value, mask, causal, scale, dropout_rate, seed, return_weights,
+               sliding_window=None):
     batch, num_heads, q_len, head_dim = tf.unstack(tf.shape(query))
     num_kv_heads, k_len = tf.shape(key)[1], tf.shape(key)[2]
     group_size = num_heads // num_kv_heads
@@ -75,7 +114,8 @@ def _attention(query, key, value, mask, causal, scale, dropout_rate, seed, retur
     # Softmax in float32 whatever the compute dtype: bf16 has 8 mantissa bits.
     scores = tf.cast(scores, tf.float32)
     if causal:
-        mask = causal_mask(q_len, k_len) if mask is None else tf.logical_and(mask, causal_mask(q_len, k_len))
+        visible = causal_mask(q_len, k_len, sliding_window)
+        mask = visible if mask is None else tf.logical_and(mask, visible)
     if mask is not None:
         scores = tf.where(mask, scores, tf.float32.min)
     weights = tf.nn.softmax(scores, axis=-1)
@@ -96,6 +136,17 @@ def _attention(query, key, value, mask, causal, scale, dropout_rate, seed, retur
 _attention_xla = tf.function(_attention, jit_compile=True, reduce_retracing=True)
 
 
+def _use_chunked(implementation, query, key, return_weights):
+    """Exact when weights are asked for (they are the whole matrix) or the lengths are short
+    or unknown; chunked when asked for, or ``"auto"`` and both lengths are long."""
+    if return_weights or implementation == "exact":
+        return False
+    if implementation == "chunked":
+        return True
+    q_len, k_len = query.shape[2], key.shape[2]
+    return q_len is not None and k_len is not None and min(q_len, k_len) >= AUTO_CHUNKED_MIN_LENGTH
+
+
 def _check_rank(name, tensor, rank):
     if tensor.shape.rank != rank:
         raise ValueError(
@@ -106,7 +157,8 @@ def _check_rank(name, tensor, rank):
 
 def scaled_dot_product_attention(query, key, value, mask=None, causal=False, scale=None,
                                  dropout_rate=0.0, training=False, seed=None,
-                                 return_weights=False, jit_compile=None):
+                                 return_weights=False, jit_compile=None, sliding_window=None,
+                                 implementation="auto", query_block=None, key_block=None):
     """Scaled dot-product attention, ``softmax(Q·Kᵀ·scale + M)·V`` (Vaswani et al., eq. 1).
 
     Args:
@@ -125,6 +177,18 @@ def scaled_dot_product_attention(query, key, value, mask=None, causal=False, sca
         seed: optional int32 ``(2,)`` tensor for the stateless dropout; random when ``None``.
         return_weights: also return the ``(batch, num_heads, q_len, k_len)`` weights.
         jit_compile: compile with XLA; ``None`` follows :func:`set_jit_compile` (default on).
+        sliding_window: with ``causal``, the query at absolute position ``i`` (the queries are
+            the last ``q_len`` of the ``k_len`` keys) sees only keys ``i - W < j <= i``
+            (Mistral / Qwen2 sliding-window attention; see :func:`causal_mask`). Ignored
+            without ``causal``; ``None`` for no window.
+        implementation: ``"exact"`` materializes the ``(batch, heads, q_len, k_len)`` scores;
+            ``"chunked"`` computes the same function tile by tile in O(seq·head_dim) memory,
+            forward and backward (:mod:`keras_transformers.ops.chunked_attention`); ``"auto"``
+            (default) is chunked when both lengths are static and ``>= AUTO_CHUNKED_MIN_LENGTH``.
+            ``return_weights=True`` always runs the exact form. The chunked form is traced into
+            the caller's function (XLA-compiled inside the models' compiled steps), whatever
+            ``jit_compile`` says.
+        query_block, key_block: tile sizes of the chunked form; ``None`` for the defaults.
 
     Returns:
         ``(batch, num_heads, q_len, head_dim)`` in ``value``'s dtype, and the float32 weights
@@ -173,5 +237,17 @@ def scaled_dot_product_attention(query, key, value, mask=None, causal=False, sca
         seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
     if jit_compile is None:
         jit_compile = _jit_compile
+    sliding_window = check_sliding_window(sliding_window)
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}, got {implementation!r}.")
+    query_block = check_block_size("query_block", DEFAULT_QUERY_BLOCK if query_block is None else query_block)
+    key_block = check_block_size("key_block", DEFAULT_KEY_BLOCK if key_block is None else key_block)
+    if _use_chunked(implementation, query, key, return_weights):
+        # Traced into the caller's function, not a tf.function of its own: XLA turns the
+        # arguments of a nested function whose gradient is custom into compile-time constants.
+        return chunked_attention(query * tf.cast(scale, query.dtype), key, value, mask, bool(causal),
+                                 sliding_window if causal else None, dropout_rate, seed,
+                                 query_block, key_block)
     fn = _attention_xla if jit_compile else _attention
-    return fn(query, key, value, mask, bool(causal), scale, dropout_rate, seed, bool(return_weights))
+    return fn(query, key, value, mask, bool(causal), scale, dropout_rate, seed, bool(return_weights),
+              sliding_window)

@@ -39,16 +39,27 @@ def update_cache(cache, updates, slots):
     return tf.tensor_scatter_nd_update(cache, indices, tf.cast(updates, cache.dtype))
 
 
-def cache_causal_mask(query_slots, cache_length):
+def cache_causal_mask(query_slots, cache_length, sliding_window=None):
     """Causal mask over a cache: the query at slot ``s`` sees slots ``<= s``.
+
+    With ``sliding_window=W`` it sees only slots ``s - W < slot <= s``, the mask
+    :func:`~keras_transformers.ops.causal_mask` gives a full recompute. The cache still
+    keeps every slot (it is not a rolling buffer of ``W`` entries): older keys are masked,
+    not evicted, so decoding past ``W`` tokens equals the recompute exactly, at the memory
+    of a full-length cache.
 
     Args:
         query_slots: ``(batch, q_len)`` int, the cache slot (= position) of each query.
         cache_length: number of slots.
+        sliding_window: positive int, or ``None`` for no window.
 
     Returns:
         ``(batch, 1, q_len, cache_length)`` bool, broadcastable over heads. Slots after a
         query, written or not, are hidden from it.
     """
     slots = tf.range(cache_length)[None, None, None, :]
-    return slots <= tf.cast(query_slots, tf.int32)[:, None, :, None]
+    query_slots = tf.cast(query_slots, tf.int32)[:, None, :, None]
+    visible = slots <= query_slots
+    if sliding_window is not None:
+        visible = tf.logical_and(visible, slots > query_slots - sliding_window)
+    return visible

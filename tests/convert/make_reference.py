@@ -6,6 +6,7 @@
 * ``tiny_{gpt2,llama,bart}/``: tiny random checkpoints (config.json + model.safetensors) made
   with transformers, and ``tiny_{gpt2,llama,bart}_expected.npz``: logits on fixed ids and greedy
   continuations (argmax loop on the logits, no ``generate`` settings involved).
+* Llama 3 (RoPE scaling), Mistral, Qwen2 and the RoPE references: ``make_llama_family_reference.py``.
 
     python -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install torch transformers safetensors numpy
     /tmp/refvenv/bin/python tests/convert/make_reference.py

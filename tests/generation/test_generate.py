@@ -259,3 +259,20 @@ def test_seq2seq_errors(seq2seq, kwargs, error):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=error):
         seq2seq.generate(**arguments)
+
+
+def test_sliding_window_cached_greedy_past_the_window_equals_the_windowed_recompute():
+    # Window 3 < every total length (5 + 7, 1 + 7, 3 + 7); Mistral/Qwen2-like switches.
+    lm = causal_lm("llama_like", sliding_window=3, qkv_bias=True,
+                   rope_scaling={"rope_type": "linear", "factor": 2.0})
+    outputs = lm.generate(PROMPTS, max_new_tokens=7)
+    expected = [generate_uncached(lm, [prompt], 7, temperature=0)[0].tolist() for prompt in PROMPTS]
+    assert rows(outputs) == expected
+    full = CausalLM(lm.config.replace(sliding_window=None))
+    full.build()
+    full.set_weights(lm.get_weights())
+    ids = np.array([expected[0]])
+    inputs = {"token_ids": ids, "padding_mask": np.ones_like(ids)}
+    windowed, unwindowed = lm(inputs).numpy(), full(inputs).numpy()
+    np.testing.assert_allclose(windowed[:, :3], unwindowed[:, :3], atol=1e-5)  # inside the window: equal
+    assert np.abs(windowed[:, 3:] - unwindowed[:, 3:]).max() > 1e-2           # past it: the window counts

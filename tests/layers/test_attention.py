@@ -209,3 +209,14 @@ def test_a_precomputed_cache_without_index_is_cross_attention():
     outputs, cache = layer(query, attention_mask=mask, cache=layer.key_values(memory))
     np.testing.assert_allclose(outputs.numpy(), expected.numpy(), atol=1e-6)
     assert cache[0].shape == (1, 2, 5, 4)
+
+
+def test_qkv_bias_puts_biases_on_query_key_value_only():
+    attention = MultiHeadAttention(num_heads=4, head_dim=8, num_key_value_heads=2, use_bias=False, qkv_bias=True)
+    attention.build((None, None, 32))
+    assert [b is not None for b in (attention.query_bias, attention.key_bias, attention.value_bias)] == [True] * 3
+    assert attention.output_bias is None
+    assert MultiHeadAttention.from_config(attention.get_config()).qkv_bias is True
+    default = MultiHeadAttention(num_heads=4, head_dim=8, use_bias=False)
+    default.build((None, None, 32))
+    assert default.query_bias is None and default.qkv_bias is False

@@ -46,6 +46,11 @@ CASES = {
                           lambda: with_segments(token_inputs(length=6, padding=2))),
     "CausalLM-tied": (lambda: CausalLM(tiny_config("gpt2_like")), lambda: token_inputs(length=6, padding=2)),
     "CausalLM-untied": (lambda: CausalLM(tiny_config("llama_like")), lambda: token_inputs(length=6, padding=2)),
+    # Mistral / Qwen2 / Llama 3 switches: sliding window, q/k/v biases only, RoPE scaling (yarn).
+    "CausalLM-window_qkv_bias_yarn": (
+        lambda: CausalLM(tiny_config("llama_like", sliding_window=3, qkv_bias=True, rope_scaling={
+            "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16})),
+        lambda: token_inputs(length=6, padding=2)),
 }
 
 

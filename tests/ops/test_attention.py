@@ -257,3 +257,42 @@ def test_dropout_rate_out_of_range_raises(rate):
     query, key, value = random_qkv()
     with pytest.raises(ValueError, match=rf"`dropout_rate` must be in \[0, 1\), got {rate}"):
         scaled_dot_product_attention(query, key, value, dropout_rate=rate, training=True)
+
+
+# --- sliding window ---------------------------------------------------------------------------
+
+def brute_force_window_mask(q_len, k_len, window):
+    """Query row r sits at absolute position i = r + k_len - q_len; it sees i - W < j <= i."""
+    mask = np.zeros((q_len, k_len), bool)
+    for row in range(q_len):
+        i = row + k_len - q_len
+        for j in range(k_len):
+            mask[row, j] = j <= i and (window is None or j > i - window)
+    return mask
+
+
+@pytest.mark.parametrize("q_len, k_len, window", [
+    (6, 6, 1), (6, 6, 3), (6, 6, 6), (6, 6, 10), (1, 9, 4), (3, 9, 2), (5, 5, None)])
+def test_sliding_window_causal_mask_equals_brute_force(q_len, k_len, window):
+    actual = causal_mask(q_len, k_len, sliding_window=window).numpy()
+    np.testing.assert_array_equal(actual, brute_force_window_mask(q_len, k_len, window))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_sliding_window_attention_equals_attention_with_the_brute_force_mask(jit_compile):
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=(2, 4, 3, 8)).astype(np.float32)       # the last 3 of 7 positions
+    key, value = (rng.normal(size=(2, 2, 7, 8)).astype(np.float32) for _ in range(2))
+    padding = np.ones((2, 1, 1, 7), bool)
+    padding[1, ..., 5:] = False
+    actual = scaled_dot_product_attention(query, key, value, mask=padding, causal=True, sliding_window=3,
+                                          jit_compile=jit_compile)
+    expected, _ = reference_attention(query, key, value, mask=padding & brute_force_window_mask(3, 7, 3))
+    np.testing.assert_allclose(actual.numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [0, -2, 2.5, True, "4"])
+def test_bad_sliding_window_is_refused_naming_it(window):
+    x = tf.zeros([1, 1, 2, 4])
+    with pytest.raises(ValueError, match="`sliding_window` must be a positive integer or None"):
+        scaled_dot_product_attention(x, x, x, causal=True, sliding_window=window)

@@ -41,3 +41,15 @@ def test_cache_causal_mask_shows_each_query_its_slots_and_earlier():
     np.testing.assert_array_equal(mask[:, 0, 0], [[True, True, True, False], [True, False, False, False]])
     prefill = cache_causal_mask(np.array([[0, 1, 2]]), 5).numpy()[0, 0]
     np.testing.assert_array_equal(prefill, np.arange(5)[None, :] <= np.arange(3)[:, None])
+
+
+def test_cache_causal_mask_with_a_sliding_window_shows_the_last_window_slots():
+    slots = np.array([[0, 1, 2], [5, 6, 7], [9, 10, 11]])
+    window = 3
+    mask = cache_causal_mask(tf.constant(slots), 12, sliding_window=window).numpy()
+    assert mask.shape == (3, 1, 3, 12)
+    for b in range(3):
+        for q in range(3):
+            s = slots[b, q]
+            expected = [s - window < slot <= s for slot in range(12)]
+            np.testing.assert_array_equal(mask[b, 0, q], expected)
