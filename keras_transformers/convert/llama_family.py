@@ -1,6 +1,7 @@
 """The Llama family of Hugging Face checkpoints: ``llama`` (2 and 3.x, with RoPE scaling),
-``mistral`` (Llama + sliding-window attention) and ``qwen2`` (Llama + biases on the query,
-key and value projections) → :class:`~keras_transformers.CausalLM`.
+``mistral`` (Llama + sliding-window attention), ``qwen2`` (Llama + biases on the query,
+key and value projections) and ``mixtral`` (Mistral with a mixture-of-experts feed-forward:
+:class:`~keras_transformers.layers.MixtureOfExperts`) → :class:`~keras_transformers.CausalLM`.
 
 All three share the tensor names (``model.layers.{i}.self_attn.q_proj`` ...) and the block:
 pre-norm RMSNorm, grouped-query attention with RoPE, SwiGLU feed-forward, a final norm and an
@@ -14,6 +15,8 @@ RoPE settings come in two ``config.json`` layouts, both read:
   when unscaled) with the scaling's keys.
 """
 
+import numpy as np
+
 from keras_transformers.convert.reader import (
     CheckpointError,
     _assign_attention,
@@ -24,7 +27,7 @@ from keras_transformers.convert.reader import (
 from keras_transformers.layers.rope_scaling import ROPE_TYPES
 from keras_transformers.models.config import TransformerConfig
 
-LLAMA_FAMILY = ("llama", "mistral", "qwen2")
+LLAMA_FAMILY = ("llama", "mistral", "qwen2", "mixtral")
 _DEFAULT_THETA = 10000.0  # transformers' default_theta
 _DEFAULT_MAX_POSITIONS = 2048  # LlamaConfig's max_position_embeddings
 
@@ -162,7 +165,39 @@ def llama_family_config(hf, model_type):
         rope_max_wavelength=theta, rope_scaling=scaling, sliding_window=sliding_window(hf, model_type),
         embedding_norm=False, dropout=0.0, attention_dropout=float(hf.get("attention_dropout", 0.0)),
         use_bias=use_bias, qkv_bias=qkv_bias, tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-        pad_token_id=hf.get("pad_token_id") or 0, initializer_range=hf.get("initializer_range", 0.02))
+        pad_token_id=hf.get("pad_token_id") or 0, initializer_range=hf.get("initializer_range", 0.02),
+        **(_experts(hf) if model_type == "mixtral" else {}))
+
+
+def _experts(hf):
+    """Mixtral's mixture: ``num_local_experts`` experts, ``num_experts_per_tok`` per token, the
+    router's load-balancing loss weighted by ``router_aux_loss_coef``."""
+    if hf.get("router_jitter_noise"):
+        raise CheckpointError(f"router_jitter_noise={hf['router_jitter_noise']} is not supported (only 0).")
+    return {"num_experts": hf["num_local_experts"], "experts_per_token": hf["num_experts_per_tok"],
+            "router_aux_loss_weight": float(hf.get("router_aux_loss_coef", 0.001))}
+
+
+def _load_experts(t, moe, prefix):
+    """Mixtral's experts, in the published per-expert layout (``block_sparse_moe.experts.<e>.w1``
+    gate, ``w3`` up, ``w2`` down, and ``block_sparse_moe.gate`` the router; what transformers 5
+    saves too) or in transformers 5's fused one (``mlp.experts.gate_up_proj``, ``down_proj``)."""
+    if t.has(prefix + "block_sparse_moe.gate.weight"):
+        p = prefix + "block_sparse_moe."
+        t.assign(moe.router_kernel, p + "gate.weight", lambda w: w.T)
+        for variable, name in ((moe.gate_kernel, "w1"), (moe.up_kernel, "w3"), (moe.down_kernel, "w2")):
+            stacked = np.stack([t.get(f"{p}experts.{e}.{name}.weight")[0].T for e in range(moe.num_experts)])
+            if stacked.shape != tuple(variable.shape):
+                raise CheckpointError(f"{p}experts.*.{name}.weight stack to {stacked.shape}; {variable.path} "
+                                      f"needs {tuple(variable.shape)}.")
+            variable.assign(stacked)
+        return
+    p = prefix + "mlp."
+    t.assign(moe.router_kernel, p + "gate.weight", lambda w: w.T)
+    inner = moe.intermediate_size
+    t.assign(moe.gate_kernel, p + "experts.gate_up_proj", lambda w: np.transpose(w[:, :inner], (0, 2, 1)))
+    t.assign(moe.up_kernel, p + "experts.gate_up_proj", lambda w: np.transpose(w[:, inner:], (0, 2, 1)))
+    t.assign(moe.down_kernel, p + "experts.down_proj", lambda w: np.transpose(w, (0, 2, 1)))
 
 
 def load_llama_family(t, lm):
@@ -174,8 +209,11 @@ def load_llama_family(t, lm):
         _assign_attention(t, block.self_attention, [p + "self_attn." + n for n in
                                                     ("q_proj", "k_proj", "v_proj", "o_proj")])
         _assign_norm(t, block.self_attention_norm, p + "input_layernorm")
-        for name in ("gate_proj", "up_proj", "down_proj"):
-            _assign_dense(t, getattr(block.feedforward, name), p + "mlp." + name)
+        if block.num_experts:
+            _load_experts(t, block.feedforward, p)
+        else:
+            for name in ("gate_proj", "up_proj", "down_proj"):
+                _assign_dense(t, getattr(block.feedforward, name), p + "mlp." + name)
         _assign_norm(t, block.feedforward_norm, p + "post_attention_layernorm")
     _assign_norm(t, d.final_norm, "norm")
     if lm.lm_head.projection is not None:

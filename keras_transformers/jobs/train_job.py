@@ -185,7 +185,7 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
             raise JobError(f"--from-pretrained: {task} needs an encoder checkpoint (BERT, RoBERTa, ...), "
                            f"got a {type(pretrained).__name__}")
         if task == "causal-lm" and not isinstance(pretrained, CausalLM):
-            raise JobError("--from-pretrained: causal-lm needs a decoder checkpoint (GPT-2, Llama)")
+            raise JobError("--from-pretrained: causal-lm needs a decoder checkpoint (GPT-2, Llama, Mistral, Qwen2, Mixtral)")
         if task == "seq2seq" and not isinstance(pretrained, Seq2Seq):
             raise JobError("--from-pretrained: seq2seq needs an encoder-decoder checkpoint (BART)")
     else:

@@ -1,5 +1,5 @@
-"""Llama 3.x (RoPE scaling, both config layouts), Mistral (sliding window) and Qwen2 (q/k/v
-biases) imports, against numbers computed once with transformers 5.24
+"""Llama 3.x (RoPE scaling, both config layouts), Mistral (sliding window), Qwen2 (q/k/v
+biases) and Mixtral (mixture of experts) imports, against numbers computed once with transformers 5.24
 (``make_llama_family_reference.py``; these tests need no torch)."""
 
 import json
@@ -56,7 +56,8 @@ def checkpoint_with_config(tmp_path, name, config):
     return tmp_path
 
 
-@pytest.fixture(scope="module", params=["tiny_llama3", "tiny_llama3-transformers5", "tiny_mistral", "tiny_qwen2"])
+@pytest.fixture(scope="module", params=["tiny_llama3", "tiny_llama3-transformers5", "tiny_mistral", "tiny_qwen2",
+                                                "tiny_mixtral"])
 def imported(request, tmp_path_factory):
     name, _, layout = request.param.partition("-")
     path = HERE / name
@@ -91,6 +92,9 @@ def test_imported_settings(imported):
             "original_max_position_embeddings": 64}
     elif name == "tiny_mistral":
         assert config.sliding_window == 4 and config.rope_scaling is None
+    elif name == "tiny_mixtral":  # make_mixtral_reference.py: 4 experts, 2 a token, a sharp router
+        assert (config.num_experts, config.experts_per_token, config.router_aux_loss_weight) == (4, 2, 0.001)
+        assert type(model.backbone.blocks[0].feedforward).__name__ == "MixtureOfExperts"
     else:
         attention = model.backbone.blocks[0].self_attention
         assert config.rope_max_wavelength == 1e6 and config.tie_embeddings and config.sliding_window is None
@@ -192,7 +196,7 @@ def test_presets_are_the_published_configs(preset, published):
 
 
 @pytest.mark.slow  # about 40 s a family: both exports run their parity checks
-@pytest.mark.parametrize("name", ["tiny_llama3", "tiny_mistral", "tiny_qwen2"])
+@pytest.mark.parametrize("name", ["tiny_llama3", "tiny_mistral", "tiny_qwen2", "tiny_mixtral"])
 def test_imported_family_exports_to_onnx_and_savedmodel_with_parity(name, tmp_path):
     from keras_transformers.export.onnx import export_onnx
     from keras_transformers.export.savedmodel import export_savedmodel
