@@ -123,6 +123,8 @@ class DPO(CheckedSteps, keras.Model):
         return x
 
     def fit(self, x=None, y=None, **kwargs):
+        if isinstance(x, tf.data.Dataset):  # it arrives shuffled or not; Keras would warn
+            kwargs["shuffle"] = False
         return super().fit(self._as_inputs(x), y, **kwargs)
 
     def evaluate(self, x=None, y=None, **kwargs):
