@@ -118,8 +118,7 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
     if task not in TASKS:
         raise JobError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
-    if isinstance(strategy, str):
-        strategy = make_strategy(strategy, devices)
+    strategy = make_strategy(strategy, devices) if isinstance(strategy, str) else strategy
     chief = is_chief(strategy)
     data = _paths(task, data, "--data")
     validation = _paths(task, validation, "--validation") if validation else None
@@ -265,17 +264,19 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
     _rewrite_metrics(metrics_path, rows)
     finished = len(rows)
     save_model(model, os.path.join(out, MODEL_FILE), strategy)  # atomic; non-chiefs: scratch
+    trained_steps = int(model.optimizer.iterations.numpy())
+    result = {"out": run_dir, "model": os.path.join(run_dir, MODEL_FILE), "epochs": finished,
+              "steps": trained_steps, "metrics": rows[-1] if rows else {}, "interrupted": stop.interrupted,
+              "curves": None, "mlflow_run_id": None}
     if not chief:
         shutil.rmtree(out, ignore_errors=True)
         print(f"Worker {strategy.cluster_resolver.task_id}: {finished} epoch(s) trained; the chief saved the "
               f"model in {run_dir}.", flush=True)
-        return {"out": run_dir, "model": os.path.join(run_dir, MODEL_FILE), "epochs": finished,
-                "steps": int(model.optimizer.iterations.numpy()), "metrics": rows[-1] if rows else {},
-                "interrupted": stop.interrupted, "curves": None, "mlflow_run_id": None}
+        return result
     curves = plot_curves(rows, os.path.join(out, CURVES_FILE), f"{task}: {os.path.basename(os.path.abspath(out))}")
     if curves is None:
         print('Note: no curves.png (matplotlib is not installed: pip install "keras_transformers[benchmarks]").')
-    record = {**config_record, "finished_epochs": finished, "steps": int(model.optimizer.iterations.numpy()),
+    record = {**config_record, "finished_epochs": finished, "steps": trained_steps,
               "metrics": rows[-1] if rows else {}, "interrupted": stop.interrupted,
               "training_wall_s": round(time.perf_counter() - started, 1)}
     _write_json(os.path.join(out, CONFIG_FILE), record)
@@ -294,6 +295,4 @@ def train(task, data, out, *, validation=None, preset=None, overrides=None, from
                           if key not in ("epoch", "epoch_time_s", "learning_rate"))
         print(f"Saved {os.path.join(out, MODEL_FILE)} ({finished} epoch(s){': ' + shown if shown else ''}).",
               flush=True)
-    return {"out": out, "model": os.path.join(out, MODEL_FILE), "epochs": finished,
-            "steps": int(model.optimizer.iterations.numpy()), "metrics": rows[-1] if rows else {},
-            "interrupted": stop.interrupted, "curves": curves, "mlflow_run_id": mlflow_run_id}
+    return {**result, "curves": curves, "mlflow_run_id": mlflow_run_id}

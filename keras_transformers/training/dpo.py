@@ -37,8 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transformers.models.steps import CheckedSteps
 from keras_transformers.ops.checks import check_mask_values
+from keras_transformers.training.objective import PolicyObjective
 from keras_transformers.training.preferences import SIDES, completion_log_probs, counted_tokens, tokenize_preferences
 from keras_transformers.training.reference import make_reference, reference_token_log_probs
 
@@ -54,7 +54,7 @@ def dpo_loss(h, beta, loss_type="sigmoid", label_smoothing=0.0):
     return -(1.0 - label_smoothing) * tf.math.log_sigmoid(logits) - label_smoothing * tf.math.log_sigmoid(-logits)
 
 
-class DPO(CheckedSteps, keras.Model):
+class DPO(PolicyObjective):
     """Tunes ``policy`` on preference pairs with the DPO (or IPO) loss; see the module docstring.
 
     Args:
@@ -89,13 +89,6 @@ class DPO(CheckedSteps, keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in (
             "reward_accuracy", "reward_margin", "chosen_log_prob", "rejected_log_prob", "kl")}
         self.built = True
-
-    def compile(self, optimizer="adam", run_eagerly=False, jit_compile="auto", **kwargs):
-        """As ``keras.Model.compile``, with XLA on by default (as every task model); no loss or
-        metrics to give: the loss is DPO's and the metrics are the module docstring's."""
-        if jit_compile == "auto":
-            jit_compile = not run_eagerly
-        super().compile(optimizer=optimizer, run_eagerly=run_eagerly, jit_compile=jit_compile, **kwargs)
 
     # --- inputs ----------------------------------------------------------------------------------
     def validate_inputs(self, inputs):
@@ -172,13 +165,6 @@ class DPO(CheckedSteps, keras.Model):
         if "kl" in y_pred:
             self.trackers["kl"].update_state(tf.stop_gradient(y_pred["kl"]))
         return loss
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return self.get_metrics_result()
-
-    @property
-    def metrics(self):
-        return [*super().metrics, *self.trackers.values()]
 
     # --- precomputing the reference --------------------------------------------------------------
     def with_reference_log_probs(self, x, batch_size=32):

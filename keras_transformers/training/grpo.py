@@ -29,8 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transformers.models.steps import CheckedSteps
 from keras_transformers.ops.checks import check_mask_values
+from keras_transformers.training.objective import PolicyObjective
 from keras_transformers.training.preferences import counted_tokens, token_log_probs
 from keras_transformers.training.reference import make_reference, reference_token_log_probs
 
@@ -60,7 +60,7 @@ def grpo_loss(log_probs, old_log_probs, reference_log_probs, advantages, counted
     return -tf.reduce_mean(per_sequence), mean_kl
 
 
-class GRPOUpdate(CheckedSteps, keras.Model):
+class GRPOUpdate(PolicyObjective):
     """The policy update of :class:`GRPO` on a sampled batch (``fit`` on the dict that
     :meth:`GRPO.sample` returns): ``token_ids``, ``padding_mask``, ``completion_mask``
     ``(batch, seq)``; ``advantages`` ``(batch,)``; ``old_log_probs`` and
@@ -69,13 +69,8 @@ class GRPOUpdate(CheckedSteps, keras.Model):
     def __init__(self, policy, epsilon=0.2, beta=0.04, **kwargs):
         super().__init__(**kwargs)
         self.policy, self.epsilon, self.beta = policy, float(epsilon), float(beta)
-        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.trackers = {"kl": keras.metrics.Mean(name="kl")}
         self.built = True
-
-    def compile(self, optimizer="adam", run_eagerly=False, jit_compile="auto", **kwargs):
-        if jit_compile == "auto":
-            jit_compile = not run_eagerly  # XLA on by default, as every task model
-        super().compile(optimizer=optimizer, run_eagerly=run_eagerly, jit_compile=jit_compile, **kwargs)
 
     def validate_inputs(self, inputs):
         checked = dict(inputs)
@@ -94,15 +89,8 @@ class GRPOUpdate(CheckedSteps, keras.Model):
         loss, kl = grpo_loss(y_pred, tf.cast(x["old_log_probs"], tf.float32),
                              tf.cast(x["reference_log_probs"], tf.float32), tf.cast(x["advantages"], tf.float32),
                              counted_tokens(x["padding_mask"], x["completion_mask"]), self.epsilon, self.beta)
-        self.kl_tracker.update_state(kl)
+        self.trackers["kl"].update_state(kl)
         return loss
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return self.get_metrics_result()
-
-    @property
-    def metrics(self):
-        return [*super().metrics, self.kl_tracker]
 
 
 class GRPO:

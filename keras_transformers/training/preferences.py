@@ -66,9 +66,8 @@ def tokenize_preferences(preprocessor, prompts, chosen, rejected, sequence_lengt
         rows = tokenizer(tf.constant([str(t) for t in texts]))
         return [[int(i) for i in row] for row in (rows.to_list() if hasattr(rows, "to_list") else rows)]
 
-    start = [preprocessor.start_id] if preprocessor.start_id is not None else []
     end = [preprocessor.end_id] if preprocessor.end_id is not None else []
-    prompt_ids = [start + row for row in ids(prompts)]
+    prompt_ids = preprocessor.prompt_ids([str(t) for t in prompts])  # [start] + tokens, as generate_text
     chosen_ids, rejected_ids = ([row + end for row in ids(texts)] for texts in (chosen, rejected))
     length = sequence_length or preprocessor.sequence_length
     return pack_preferences(prompt_ids, chosen_ids, rejected_ids, length, preprocessor.pad_id)
