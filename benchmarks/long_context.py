@@ -40,10 +40,12 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 # exact at 16k would need ~45 GB (scores 12 × 16k² float32, twice): not run on a 24 GB machine.
 DEFAULT_RUNS = ["exact:1024", "chunked:1024", "exact:2048", "chunked:2048", "exact:4096",
                 "chunked:4096", "exact:8192", "chunked:8192", "chunked:16384", "chunked:32768"]
-# Model runs, the slowest last: exact and KerasHub at 8k are expected to run out of memory.
-DEFAULT_MODEL_RUNS = ["lm_chunked:2048", "lm_exact:2048", "keras_hub:2048", "lm_chunked:4096",
+# Model runs, the slowest last: exact and KerasHub at 8k are expected to run out of memory;
+# chunked without remat beside chunked with it measures what remat saves.
+DEFAULT_MODEL_RUNS = ["lm_chunked:2048", "lm_chunked_no_remat:2048", "lm_exact:2048",
+                      "keras_hub:2048", "lm_chunked:4096", "lm_chunked_no_remat:4096",
                       "lm_exact:4096", "keras_hub:4096", "generate:8192", "keras_hub:8192",
-                      "lm_exact:8192", "lm_chunked:8192"]
+                      "lm_exact:8192", "lm_chunked:8192", "lm_chunked_no_remat:8192"]
 MODEL_KINDS = {  # kind -> (our attention implementation, remat); None: KerasHub / generation
     "lm_chunked": ("chunked", True), "lm_exact": ("exact", False),
     "lm_chunked_no_remat": ("chunked", False), "lm_exact_remat": ("exact", True),
