@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_transformers.convert.reader import (
     CheckpointError,
+    Family,
     _assign_attention,
     _assign_dense,
     _assign_norm,
@@ -26,6 +27,7 @@ from keras_transformers.convert.reader import (
 )
 from keras_transformers.layers.rope_scaling import ROPE_TYPES
 from keras_transformers.models.config import TransformerConfig
+from keras_transformers.models.decoder import CausalLM, Decoder
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2", "mixtral")
 _DEFAULT_THETA = 10000.0  # transformers' default_theta
@@ -220,3 +222,14 @@ def load_llama_family(t, lm):
         t.assign(lm.lm_head.projection.kernel, "lm_head.weight", lambda w: w.T, absolute=True)
     else:
         _check_tied_copy(t, "lm_head.weight", "embed_tokens.weight")
+
+
+def _build(config, task, dtype):
+    model = CausalLM(Decoder(config, dtype=dtype), dtype=dtype)
+    model.build()
+    return model
+
+
+FAMILY = Family(model_types=LLAMA_FAMILY, make_config=llama_family_config, build=_build,
+                load=lambda t, model, model_type, task: load_llama_family(t, model),
+                prefixes=lambda model_type: ("model.",))

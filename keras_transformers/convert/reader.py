@@ -3,10 +3,12 @@ by name with checks, and the assignment helpers every family's importer uses (ou
 kernels are ``(hidden, heads, head_dim)`` / ``(heads, head_dim, hidden)``; Hugging Face linear
 weights are ``(out, in)``). No PyTorch."""
 
+import dataclasses
 import json
 import os
 import re
 import warnings
+from typing import Callable
 
 import numpy as np
 
@@ -14,6 +16,48 @@ import numpy as np
 class CheckpointError(ValueError):
     """A checkpoint that cannot be imported: missing, unexpected or non-finite tensor, wrong
     shape, unknown layout, unreadable ``config.json``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One family of checkpoints (one module of :mod:`keras_transformers.convert` each):
+    what :func:`~keras_transformers.convert.from_huggingface` needs to import it.
+
+    Attributes:
+        model_types: the ``config.json`` ``model_type`` values it reads.
+        make_config: ``(hf, model_type) -> TransformerConfig`` from ``config.json``'s values.
+        build: ``(config, task, dtype) -> model``, built (its variables exist).
+        load: ``(tensors, model, model_type, task)``: assign the checkpoint's tensors (a
+            :class:`_Tensors` with the family's prefix) to the model's variables.
+        prefixes: ``model_type -> tensor-name prefixes`` to try (``"model."``, ``"bert."``).
+        not_imported: ``task -> regex patterns`` of tensors the model does not read by design
+            (buffers, other tasks' heads), which the strict check allows.
+        tasks: the ``task`` values it accepts besides ``None``.
+    """
+
+    model_types: tuple
+    make_config: Callable
+    build: Callable
+    load: Callable
+    prefixes: Callable = lambda model_type: ("",)
+    not_imported: Callable = lambda task: BUFFERS
+    tasks: tuple = ()
+
+
+# Buffers checkpoints carry that no model imports: causal-mask and rotary tables, position ids.
+BUFFERS = (r"(.*\.)?position_ids", r".*\.attn\.(masked_)?bias", r".*rotary_emb\.inv_freq")
+
+# Hugging Face activation names → ours.
+_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate",
+                "gelu_fast": "gelu_approximate", "relu": "relu", "silu": "swiglu"}
+
+
+def hf_activation(name, key):
+    """Our activation for ``config.json``'s ``key: name``; a clear error for one we lack."""
+    if name not in _ACTIVATIONS:
+        raise CheckpointError(f"Unsupported activation {name!r} in config.json ({key}); "
+                              f"supported: {sorted(_ACTIVATIONS)}.")
+    return _ACTIVATIONS[name]
 
 
 # --------------------------------------------------------------------------- reading files

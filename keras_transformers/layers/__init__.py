@@ -1,4 +1,4 @@
-"""Subclassed Keras layers: embeddings, attention, feed-forward (dense or mixture of experts), norms, and the two blocks."""
+"""Subclassed Keras layers: embeddings (and T5's relative position bias), attention, feed-forward (dense or mixture of experts), norms, and the two blocks."""
 
 from keras_transformers.layers.attention import MultiHeadAttention
 from keras_transformers.layers.blocks import DecoderBlock, EncoderBlock, padding_attention_mask
@@ -11,6 +11,7 @@ from keras_transformers.layers.embeddings import (
 from keras_transformers.layers.feedforward import FeedForward
 from keras_transformers.layers.moe import MixtureOfExperts
 from keras_transformers.layers.normalization import RMSNorm, make_norm
+from keras_transformers.layers.relative_position import RelativePositionBias, relative_position_bucket
 
 __all__ = [
     "DecoderBlock",
@@ -20,9 +21,11 @@ __all__ = [
     "MultiHeadAttention",
     "PositionEmbedding",
     "RMSNorm",
+    "RelativePositionBias",
     "RotaryEmbedding",
     "SinusoidalPositionEncoding",
     "TokenEmbedding",
     "make_norm",
     "padding_attention_mask",
+    "relative_position_bucket",
 ]

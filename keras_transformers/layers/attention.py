@@ -43,6 +43,8 @@ class MultiHeadAttention(keras.layers.Layer):
         kernel_initializer: initializer of the projection kernels.
         attention_implementation: ``"auto"`` | ``"exact"`` | ``"chunked"``, the core's
             ``implementation`` (chunked: memory-efficient tiles for long sequences).
+        scale: multiplier of the scores ``Q·Kᵀ``; ``1/√head_dim`` when ``None`` (T5: 1.0, its
+            initialization folds the scale into the query projection).
 
     Call args:
         query: ``(batch, q_len, hidden)``.
@@ -58,6 +60,8 @@ class MultiHeadAttention(keras.layers.Layer):
         cache_index: ``(batch, q_len)`` int cache slots of the queries, which are also their
             positions (for the rotary embedding, pass the same tensor as ``positions``).
         return_attention_weights: also return the ``(batch, heads, q_len, k_len)`` weights.
+        attention_bias: float, broadcastable to ``(batch, heads, q_len, k_len)``, added to the
+            scores (T5's :class:`RelativePositionBias`); ``None`` for none.
 
     Returns:
         ``(batch, q_len, hidden)`` (the query's width); then the weights on request; then,
@@ -73,7 +77,8 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def __init__(self, num_heads, head_dim, num_key_value_heads=None, use_bias=True, dropout=0.0,
                  rotary_max_wavelength=None, kernel_initializer="glorot_uniform", qkv_bias=None,
-                 rope_scaling=None, sliding_window=None, attention_implementation="auto", **kwargs):
+                 rope_scaling=None, sliding_window=None, attention_implementation="auto", scale=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.head_dim = int(head_dim)
@@ -92,6 +97,7 @@ class MultiHeadAttention(keras.layers.Layer):
             raise ValueError(f"`attention_implementation` must be one of {IMPLEMENTATIONS}, "
                              f"got {attention_implementation!r}.")
         self.attention_implementation = attention_implementation
+        self.scale = None if scale is None else float(scale)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.seed_generator = keras.random.SeedGenerator(seed=None)
         self.lora_rank = None
@@ -219,7 +225,8 @@ class MultiHeadAttention(keras.layers.Layer):
         return k, v
 
     def call(self, query, key_value=None, attention_mask=None, causal=False, positions=None,
-             cache=None, cache_index=None, return_attention_weights=False, training=None):
+             cache=None, cache_index=None, return_attention_weights=False, attention_bias=None,
+             training=None):
         q = self._project(query, self.adapted_kernel("query"), self.query_bias)
         if self.rotary is not None:
             q = self.rotary(q, positions)
@@ -242,7 +249,8 @@ class MultiHeadAttention(keras.layers.Layer):
         if training and self.dropout > 0.0:
             seed = tf.cast(self.seed_generator.next(), tf.int32)
         outputs = scaled_dot_product_attention(
-            q, k, v, mask=attention_mask, causal=causal, dropout_rate=self.dropout,
+            q, k, v, mask=attention_mask, causal=causal, scale=self.scale, bias=attention_bias,
+            dropout_rate=self.dropout,
             training=bool(training), seed=seed, return_weights=return_attention_weights,
             sliding_window=self.sliding_window, implementation=self.attention_implementation)
         if return_attention_weights:
@@ -262,4 +270,4 @@ class MultiHeadAttention(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "qkv_bias": self.qkv_bias, "rope_scaling": self.rope_scaling,
                 "sliding_window": self.sliding_window,
-                "attention_implementation": self.attention_implementation}
+                "attention_implementation": self.attention_implementation, "scale": self.scale}

@@ -24,7 +24,7 @@ class _Block(keras.layers.Layer):
                  dropout=0.0, attention_dropout=0.0, use_bias=True, rotary_max_wavelength=None,
                  kernel_initializer="glorot_uniform", qkv_bias=None, rope_scaling=None,
                  sliding_window=None, attention_implementation="auto", num_experts=None, experts_per_token=2,
-                 router_aux_loss_weight=0.02, **kwargs):
+                 router_aux_loss_weight=0.02, attention_scale=None, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.intermediate_size = int(intermediate_size)
@@ -46,6 +46,7 @@ class _Block(keras.layers.Layer):
         self.num_experts = None if num_experts is None else int(num_experts)
         self.experts_per_token = int(experts_per_token)
         self.router_aux_loss_weight = float(router_aux_loss_weight)
+        self.attention_scale = None if attention_scale is None else float(attention_scale)
 
     def _attention(self, name, query_shape, key_value_shape=None, rotary=True):
         """``rotary=False`` (cross-attention): no RoPE and no sliding window."""
@@ -57,7 +58,8 @@ class _Block(keras.layers.Layer):
             kernel_initializer=self.kernel_initializer, qkv_bias=self.qkv_bias,
             rope_scaling=self.rope_scaling if rotary else None,
             sliding_window=self.sliding_window if rotary else None,
-            attention_implementation=self.attention_implementation, name=name, dtype=self.dtype_policy)
+            attention_implementation=self.attention_implementation, scale=self.attention_scale,
+            name=name, dtype=self.dtype_policy)
         layer.build(query_shape, key_value_shape)
         return layer
 
@@ -107,7 +109,8 @@ class _Block(keras.layers.Layer):
                 "sliding_window": self.sliding_window,
                 "attention_implementation": self.attention_implementation, "num_experts": self.num_experts,
                 "experts_per_token": self.experts_per_token,
-                "router_aux_loss_weight": self.router_aux_loss_weight}
+                "router_aux_loss_weight": self.router_aux_loss_weight,
+                "attention_scale": self.attention_scale}
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -129,7 +132,7 @@ class EncoderBlock(_Block):
         intermediate_size: width of the feed-forward hidden layer.
         num_key_value_heads: key/value heads (grouped-query attention); ``num_heads`` if None.
         head_dim: width of each head; ``hidden / num_heads`` if None.
-        activation: ``relu`` | ``gelu`` | ``gelu_approximate`` | ``swiglu``.
+        activation: ``relu`` | ``gelu`` | ``gelu_approximate`` | ``swiglu`` | ``geglu``.
         norm_first: pre-norm when True, post-norm when False.
         norm_type: ``layer_norm`` | ``rms_norm``.
         norm_epsilon: epsilon of the norms.
@@ -144,11 +147,14 @@ class EncoderBlock(_Block):
         num_experts: a :class:`MixtureOfExperts` feed-forward of this many SwiGLU experts (Mixtral);
             ``None``: the dense :class:`FeedForward`.
         experts_per_token, router_aux_loss_weight: the mixture's ``k`` and load-balancing weight.
+        attention_scale: multiplier of the attention scores; ``1/√head_dim`` when None (T5: 1.0).
 
     Call args:
         sequence: ``(batch, seq, hidden)``.
         padding_mask: ``(batch, seq)``, 1/True for real tokens; padded keys are never attended.
         positions: ``(batch, seq)`` positions for rotary embeddings.
+        attention_bias: ``(batch or 1, heads, seq, seq)`` added to the self-attention scores
+            (T5's :class:`RelativePositionBias`, computed once per stack); ``None`` for none.
 
     Returns: ``(batch, seq, hidden)``.
 
@@ -164,11 +170,12 @@ class EncoderBlock(_Block):
         self._build_feedforward(sequence_shape)
         self.built = True
 
-    def call(self, sequence, padding_mask=None, positions=None, training=None):
+    def call(self, sequence, padding_mask=None, positions=None, attention_bias=None, training=None):
         mask = padding_attention_mask(padding_mask)
         x = self._residual(
             sequence,
-            lambda h: self.self_attention(h, attention_mask=mask, positions=positions, training=training),
+            lambda h: self.self_attention(h, attention_mask=mask, positions=positions,
+                                          attention_bias=attention_bias, training=training),
             self.self_attention_norm, training)
         return self._residual(x, lambda h: self._feedforward(h, padding_mask, training),
                               self.feedforward_norm, training)
@@ -202,6 +209,8 @@ class DecoderBlock(_Block):
         cache_index: ``(batch, seq)`` cache slots (= positions) of this call's tokens.
         cross_attention_cache: the cross-attention ``(keys, values)`` of the encoder output,
             computed once by ``cross_attention_layer.key_values``; replaces ``encoder_sequence``.
+        attention_bias: added to the causal self-attention's scores, ``(batch or 1, heads,
+            seq, seq or cache_length)`` (T5); cross-attention takes none.
 
     Returns: ``(batch, seq, hidden)``; output ``t`` depends only on inputs ``<= t``. With
     ``cache``, a tuple of that and the updated cache.
@@ -230,13 +239,14 @@ class DecoderBlock(_Block):
 
     def call(self, sequence, padding_mask=None, encoder_sequence=None, encoder_padding_mask=None,
              positions=None, cache=None, cache_index=None, cross_attention_cache=None,
-             training=None):
+             attention_bias=None, training=None):
         mask = padding_attention_mask(padding_mask)
         new_cache = []
 
         def self_attention(h):
             outputs = self.self_attention(h, attention_mask=mask, causal=True, positions=positions,
-                                          cache=cache, cache_index=cache_index, training=training)
+                                          cache=cache, cache_index=cache_index,
+                                          attention_bias=attention_bias, training=training)
             if cache is None:
                 return outputs
             outputs, layer_cache = outputs

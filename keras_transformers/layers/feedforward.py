@@ -1,11 +1,12 @@
-"""The position-wise feed-forward network: relu | gelu | gelu_approximate | swiglu."""
+"""The position-wise feed-forward network: relu | gelu | gelu_approximate | swiglu | geglu."""
 
 import keras
 import tensorflow as tf
 
 from keras_transformers.ops import gelu
 
-ACTIVATIONS = ("relu", "gelu", "gelu_approximate", "swiglu")
+ACTIVATIONS = ("relu", "gelu", "gelu_approximate", "swiglu", "geglu")
+GATED_ACTIVATIONS = ("swiglu", "geglu")
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -16,10 +17,12 @@ class FeedForward(keras.layers.Layer):
     * ``gelu`` (BERT, exact erf form) and ``gelu_approximate`` (GPT-2, tanh form):
       ``FFN(x) = GELU(x·W1 + b1)·W2 + b2``
     * ``swiglu`` (Shazeer, 2020; Llama): ``FFN(x) = (SiLU(x·W_gate) ⊙ x·W_up)·W_down``
+    * ``geglu`` (Shazeer, 2020; T5 v1.1's "gated-gelu"):
+      ``FFN(x) = (GELU_tanh(x·W_gate) ⊙ x·W_up)·W_down``
 
     Args:
         intermediate_size: width of the hidden layer.
-        activation: one of ``relu``, ``gelu``, ``gelu_approximate``, ``swiglu``.
+        activation: one of ``relu``, ``gelu``, ``gelu_approximate``, ``swiglu``, ``geglu``.
         use_bias: add biases to the projections (Llama uses none).
         dropout: dropout rate on the intermediate activations.
         kernel_initializer: initializer of the projection kernels.
@@ -50,7 +53,7 @@ class FeedForward(keras.layers.Layer):
         hidden_size = input_shape[-1]
         self.up_proj = self._dense(self.intermediate_size, "up_proj")
         self.up_proj.build(input_shape)
-        if self.activation == "swiglu":
+        if self.activation in GATED_ACTIVATIONS:
             self.gate_proj = self._dense(self.intermediate_size, "gate_proj")
             self.gate_proj.build(input_shape)
         self.down_proj = self._dense(hidden_size, "down_proj")
@@ -61,6 +64,8 @@ class FeedForward(keras.layers.Layer):
     def call(self, x, training=None):
         if self.activation == "swiglu":
             hidden = tf.nn.silu(self.gate_proj(x)) * self.up_proj(x)
+        elif self.activation == "geglu":
+            hidden = gelu(self.gate_proj(x), approximate=True) * self.up_proj(x)
         elif self.activation == "relu":
             hidden = tf.nn.relu(self.up_proj(x))
         else:

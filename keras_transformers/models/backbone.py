@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_transformers.layers import (
     PositionEmbedding,
+    RelativePositionBias,
     SinusoidalPositionEncoding,
     TokenEmbedding,
     make_norm,
@@ -97,7 +98,7 @@ def block_arguments(config):
     """The keyword arguments of EncoderBlock / DecoderBlock that a config determines."""
     return dict(
         num_heads=config.num_heads, intermediate_size=config.intermediate_size,
-        num_key_value_heads=config.key_value_heads, activation=config.activation,
+        num_key_value_heads=config.key_value_heads, head_dim=config.head_dim, activation=config.activation,
         norm_first=config.norm_first, norm_type=config.norm_type, norm_epsilon=config.norm_epsilon,
         dropout=config.dropout, attention_dropout=config.attention_dropout, use_bias=config.use_bias,
         rotary_max_wavelength=config.rope_max_wavelength if config.position_encoding == "rotary" else None,
@@ -105,7 +106,7 @@ def block_arguments(config):
         rope_scaling=config.rope_scaling if config.position_encoding == "rotary" else None,
         sliding_window=config.sliding_window, attention_implementation=config.attention_implementation,
         num_experts=config.num_experts, experts_per_token=config.experts_per_token,
-        router_aux_loss_weight=config.router_aux_loss_weight)
+        router_aux_loss_weight=config.router_aux_loss_weight, attention_scale=config.attention_scale)
 
 
 class Backbone(ShapeFreeBuild, keras.Model):
@@ -113,6 +114,9 @@ class Backbone(ShapeFreeBuild, keras.Model):
 
     Pre-norm blocks leave their residual stream unnormalized, so the stack ends with one more
     norm (GPT-2's ``ln_f``, Llama's ``norm``); post-norm blocks end normalized already.
+    With ``position_encoding="relative"`` (T5) the stack owns one
+    :class:`RelativePositionBias` whose bias every block's self-attention adds
+    (:meth:`position_bias`): bidirectional in an encoder, causal in a decoder.
     Subclasses say which block to stack (:meth:`make_block`) and how to call them.
 
     Args:
@@ -128,8 +132,16 @@ class Backbone(ShapeFreeBuild, keras.Model):
         self.embeddings = EmbeddingStack(c, token_embedding=token_embedding, name="embeddings",
                                          dtype=self.dtype_policy)
         self.blocks = [self.make_block(name=f"block_{i}") for i in range(self.num_blocks)]
+        self.relative_position_bias = None
+        if c.position_encoding == "relative":
+            self.relative_position_bias = RelativePositionBias(
+                c.num_heads, c.relative_attention_buckets, c.relative_attention_max_distance,
+                bidirectional=self.bidirectional, embeddings_initializer=kernel_initializer(c),
+                name="relative_position_bias", dtype=self.dtype_policy)
         self.final_norm = make_norm(c.norm_type, c.norm_epsilon, "final_norm",
                                     dtype=self.dtype_policy) if c.norm_first else None
+
+    bidirectional = True  # whether the blocks' self-attention sees later positions
 
     @property
     def num_blocks(self):
@@ -138,11 +150,21 @@ class Backbone(ShapeFreeBuild, keras.Model):
     def make_block(self, name):
         raise NotImplementedError
 
+    def position_bias(self, query_positions, key_length):
+        """The ``(batch or 1, heads, q_len, key_length)`` relative position bias of the
+        self-attention (``None`` unless ``position_encoding="relative"``); ``query_positions``
+        ``(q_len,)`` or ``(batch, q_len)``."""
+        if self.relative_position_bias is None:
+            return None
+        return self.relative_position_bias(query_positions, key_length)
+
     def build(self, inputs_shape=None):
         self.embeddings.build((None, None))
         hidden_shape = (None, None, self.config.hidden_size)
         for block in self.blocks:
             block.build(hidden_shape)
+        if self.relative_position_bias is not None:
+            self.relative_position_bias.build()
         if self.final_norm is not None:
             self.final_norm.build(hidden_shape)
         self.built = True

@@ -8,7 +8,7 @@ from keras_transformers.layers.normalization import NORM_TYPES
 from keras_transformers.layers.rope_scaling import check_rope_scaling
 from keras_transformers.ops.attention import IMPLEMENTATIONS, check_sliding_window
 
-POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary")
+POSITION_ENCODINGS = ("learned", "sinusoidal", "rotary", "relative")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,12 +22,19 @@ class TransformerConfig:
         num_heads: attention heads.
         intermediate_size: feed-forward hidden width ``d_ff``.
         num_key_value_heads: key/value heads (grouped-query attention); ``num_heads`` if None.
+        head_dim: width of each attention head; ``hidden_size // num_heads`` if None (then
+            the heads must divide the width). T5 v1.1 and Mistral-Nemo set it: heads times
+            ``head_dim`` need not equal ``hidden_size``.
         num_decoder_layers: decoder blocks of a seq2seq model; ``num_layers`` if None.
-        activation: ``relu`` | ``gelu`` | ``gelu_approximate`` | ``swiglu``.
+        activation: ``relu`` | ``gelu`` | ``gelu_approximate`` | ``swiglu`` | ``geglu`` (T5 v1.1).
         norm_type: ``layer_norm`` | ``rms_norm``.
         norm_first: pre-norm (True) or post-norm (False) blocks.
         norm_epsilon: epsilon of every norm.
-        position_encoding: ``learned`` | ``sinusoidal`` | ``rotary``.
+        position_encoding: ``learned`` | ``sinusoidal`` | ``rotary`` | ``relative`` (T5: no
+            position embeddings; a learned bias per head and offset bucket in self-attention,
+            :class:`~keras_transformers.layers.RelativePositionBias`).
+        relative_attention_buckets: offset buckets of the ``relative`` bias (T5: 32).
+        relative_attention_max_distance: offsets this far or farther share the last bucket (T5: 128).
         max_length: longest sequence the model accepts.
         rope_max_wavelength: RoPE base, with rotary positions.
         rope_scaling: ``None``, or RoPE scaling for long contexts, as Hugging Face's
@@ -49,6 +56,10 @@ class TransformerConfig:
         qkv_bias: biases on the query/key/value projections (Qwen2: True with
             ``use_bias=False``); ``use_bias`` when None.
         tie_embeddings: language-model heads reuse the token embedding (``h·Eᵀ``).
+        rescale_tied_head: with ``tie_embeddings``, the head reads ``h·hidden_size^-0.5``
+            (T5 v1.0, whose embeddings are initialized with unit variance).
+        attention_scale: multiplier of the attention scores ``Q·Kᵀ``; ``1/√head_dim`` if None
+            (T5: 1.0, its initialization folds the scale into the query projection).
         pad_token_id: the padding id.
         initializer_range: stddev of the normal initializer of embeddings and kernels.
         attention_implementation: ``auto`` | ``exact`` | ``chunked``: the attention core's form
@@ -67,6 +78,7 @@ class TransformerConfig:
     num_heads: int = 12
     intermediate_size: int = 3072
     num_key_value_heads: int = None
+    head_dim: int = None
     num_decoder_layers: int = None
     activation: str = "gelu"
     norm_type: str = "layer_norm"
@@ -76,6 +88,8 @@ class TransformerConfig:
     max_length: int = 512
     rope_max_wavelength: float = 10000.0
     rope_scaling: dict = None
+    relative_attention_buckets: int = 32
+    relative_attention_max_distance: int = 128
     sliding_window: int = None
     type_vocab_size: int = 0
     embedding_norm: bool = True
@@ -85,6 +99,8 @@ class TransformerConfig:
     use_bias: bool = True
     qkv_bias: bool = None
     tie_embeddings: bool = True
+    rescale_tied_head: bool = False
+    attention_scale: float = None
     pad_token_id: int = 0
     initializer_range: float = 0.02
     attention_implementation: str = "auto"
@@ -102,14 +118,17 @@ class TransformerConfig:
                      "max_length"):
             value = getattr(self, name)
             require(isinstance(value, int) and value > 0, f"`{name}` must be a positive integer, got {value!r}.")
-        for name in ("num_key_value_heads", "num_decoder_layers"):
+        for name in ("num_key_value_heads", "num_decoder_layers", "head_dim"):
             value = getattr(self, name)
             require(value is None or (isinstance(value, int) and value > 0),
                     f"`{name}` must be a positive integer or None, got {value!r}.")
         require(isinstance(self.type_vocab_size, int) and self.type_vocab_size >= 0,
                 f"`type_vocab_size` must be a non-negative integer, got {self.type_vocab_size!r}.")
-        require(self.hidden_size % self.num_heads == 0,
-                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_heads` ({self.num_heads}).")
+        require(self.head_dim is not None or self.hidden_size % self.num_heads == 0,
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_heads` ({self.num_heads}), "
+                "or `head_dim` given.")
+        if self.head_dim is None:  # derived; to_dict() writes it back as None
+            object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
         require(self.num_heads % self.key_value_heads == 0,
                 f"`num_heads` ({self.num_heads}) must be a multiple of `num_key_value_heads` "
                 f"({self.num_key_value_heads}).")
@@ -142,14 +161,24 @@ class TransformerConfig:
                     f"{self.experts_per_token!r}.")
             require(self.activation == "swiglu",
                     f"`num_experts` needs activation='swiglu' (the experts are SwiGLU), got {self.activation!r}.")
+        if self.position_encoding == "relative":
+            require(isinstance(self.relative_attention_buckets, int) and self.relative_attention_buckets >= 4,
+                    f"`relative_attention_buckets` must be an integer >= 4, got {self.relative_attention_buckets!r}.")
+            require(isinstance(self.relative_attention_max_distance, int)
+                    and self.relative_attention_max_distance > self.relative_attention_buckets // 2,
+                    f"`relative_attention_max_distance` must be an integer above relative_attention_buckets/2 "
+                    f"({self.relative_attention_buckets // 2}), got {self.relative_attention_max_distance!r}.")
+            require(self.attention_implementation != "chunked",
+                    "position_encoding='relative' adds a bias to every score, which the chunked attention "
+                    "does not take: use attention_implementation='exact' or 'auto'.")
+        require(self.attention_scale is None or self.attention_scale > 0,
+                f"`attention_scale` must be positive or None, got {self.attention_scale!r}.")
+        require(isinstance(self.rescale_tied_head, bool),
+                f"`rescale_tied_head` must be True or False, got {self.rescale_tied_head!r}.")
         require(self.router_aux_loss_weight >= 0.0,
                 f"`router_aux_loss_weight` must be >= 0, got {self.router_aux_loss_weight!r}.")
         require(0 <= self.pad_token_id < self.vocab_size,
                 f"`pad_token_id` ({self.pad_token_id}) must lie in [0, vocab_size={self.vocab_size}).")
-
-    @property
-    def head_dim(self):
-        return self.hidden_size // self.num_heads
 
     @property
     def key_value_heads(self):
@@ -162,10 +191,15 @@ class TransformerConfig:
     def replace(self, **changes):
         """A copy with some fields changed, e.g. ``config.replace(vocab_size=65)``."""
         _check_field_names(changes)
-        return dataclasses.replace(self, **changes)
+        return TransformerConfig(**{**self.to_dict(), **changes})
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """The fields as a dict; ``head_dim`` is None when it is the derived
+        ``hidden_size // num_heads`` (so a copy with another width derives its own)."""
+        values = dataclasses.asdict(self)
+        if self.hidden_size % self.num_heads == 0 and self.head_dim == self.hidden_size // self.num_heads:
+            values["head_dim"] = None
+        return values
 
     @classmethod
     def from_dict(cls, values):
@@ -243,6 +277,19 @@ PRESETS = {
         vocab_size=151936, hidden_size=896, num_layers=24, num_heads=14, num_key_value_heads=2,
         intermediate_size=4864, max_length=131072, norm_epsilon=1e-6, rope_max_wavelength=1000000.0,
         qkv_bias=True, tie_embeddings=True),
+    # Mixtral 8x7B (Jiang et al., 2024): Mistral's block with 8 SwiGLU experts, 2 per token, no window.
+    "mixtral_8x7b": _LLAMA_BLOCK.replace(
+        vocab_size=32000, hidden_size=4096, num_layers=32, num_heads=32, num_key_value_heads=8,
+        intermediate_size=14336, max_length=32768, rope_max_wavelength=1000000.0, num_experts=8,
+        experts_per_token=2, router_aux_loss_weight=0.02),
+    # T5 v1.0 small (Raffel et al., 2020): pre-norm RMSNorm without bias, relative position bias
+    # (32 buckets, max distance 128), ReLU, unscaled scores, a tied head reading h·d^-0.5.
+    "t5_small": TransformerConfig(
+        vocab_size=32128, hidden_size=512, num_layers=6, num_heads=8, intermediate_size=2048,
+        activation="relu", norm_type="rms_norm", norm_first=True, norm_epsilon=1e-6,
+        position_encoding="relative", max_length=512, embedding_norm=False, dropout=0.1,
+        attention_dropout=0.1, use_bias=False, tie_embeddings=True, rescale_tied_head=True,
+        attention_scale=1.0),
     # Small enough for unit tests: every family's switches still apply via ``replace``.
     "tiny": TransformerConfig(
         vocab_size=64, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,

@@ -39,6 +39,8 @@ class Decoder(Backbone):
         TensorShape([1, 3, 32])
     """
 
+    bidirectional = False
+
     def __init__(self, config, cross_attention=False, token_embedding=None, **kwargs):
         self.cross_attention = bool(cross_attention)
         super().__init__(config, token_embedding=token_embedding, **kwargs)
@@ -60,9 +62,11 @@ class Decoder(Backbone):
     def call(self, inputs, encoder_sequence=None, encoder_padding_mask=None, training=None):
         inputs = self.validate_inputs(inputs)
         x = self.embeddings(inputs["token_ids"], training=training)
+        length = tf.shape(inputs["token_ids"])[1]
+        bias = self.position_bias(tf.range(length), length)
         for block in self.blocks:
             x = self.call_block(block, x, padding_mask=inputs["padding_mask"],
-                                differentiable={"encoder_sequence": encoder_sequence},
+                                differentiable={"encoder_sequence": encoder_sequence, "attention_bias": bias},
                                 encoder_padding_mask=encoder_padding_mask, training=training)
         return self.finish(x)
 
@@ -90,10 +94,11 @@ class Decoder(Backbone):
             checked here (this runs once per token); callers check them once up front.
         """
         x = self.embeddings(token_ids, positions=cache_index)
+        bias = self.position_bias(cache_index, tf.shape(cache[0][0])[2])  # queries at their slots
         new_cache = []
         for i, block in enumerate(self.blocks):
             x, layer_cache = block(
-                x, positions=cache_index, cache=cache[i], cache_index=cache_index,
+                x, positions=cache_index, cache=cache[i], cache_index=cache_index, attention_bias=bias,
                 cross_attention_cache=None if cross_attention_caches is None else cross_attention_caches[i],
                 encoder_padding_mask=encoder_padding_mask)
             new_cache.append(layer_cache)
@@ -121,13 +126,22 @@ class Decoder(Backbone):
         return {**super().get_config(), "cross_attention": self.cross_attention}
 
 
-class LanguageModelHead(keras.layers.Layer):
-    """Hidden states → float32 vocabulary logits: tied (``h·Eᵀ``) or an untied linear layer."""
+def head_input_scale(config):
+    """``hidden_size^-0.5`` for a tied head with ``rescale_tied_head`` (T5 v1.0), else 1."""
+    return config.hidden_size ** -0.5 if config.tie_embeddings and config.rescale_tied_head else 1.0
 
-    def __init__(self, token_embedding, tie_embeddings, initializer, **kwargs):
+
+class LanguageModelHead(keras.layers.Layer):
+    """Hidden states → float32 vocabulary logits: tied (``h·Eᵀ``) or an untied linear layer.
+
+    ``input_scale`` multiplies the hidden states first (T5 v1.0's tied head:
+    ``hidden_size^-0.5``; :func:`head_input_scale`)."""
+
+    def __init__(self, token_embedding, tie_embeddings, initializer, input_scale=1.0, **kwargs):
         super().__init__(**kwargs)
         self.token_embedding = token_embedding
         self.tie_embeddings = tie_embeddings
+        self.input_scale = float(input_scale)
         self.projection = None
         if not tie_embeddings:
             self.projection = keras.layers.Dense(token_embedding.vocab_size, use_bias=False,
@@ -140,6 +154,8 @@ class LanguageModelHead(keras.layers.Layer):
         self.built = True
 
     def call(self, hidden):
+        if self.input_scale != 1.0:
+            hidden = hidden * tf.cast(self.input_scale, hidden.dtype)
         if self.projection is None:
             logits = self.token_embedding.project(hidden)
         else:
@@ -172,7 +188,8 @@ class CausalLM(TaskModel):
         self.backbone = resolve_backbone(backbone, Decoder, self.dtype_policy)
         c = self.backbone.config
         self.lm_head = LanguageModelHead(self.backbone.embeddings.token_embedding, c.tie_embeddings,
-                                         kernel_initializer(c), name="lm_head", dtype=self.dtype_policy)
+                                         kernel_initializer(c), input_scale=head_input_scale(c),
+                                         name="lm_head", dtype=self.dtype_policy)
         self.check_preprocessor()
 
     @property

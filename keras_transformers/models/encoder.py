@@ -48,8 +48,11 @@ class Encoder(Backbone):
         inputs = self.validate_inputs(inputs)
         x = self.embeddings(inputs["token_ids"], segment_ids=inputs["segment_ids"] if c.type_vocab_size
                             else None, training=training)
+        length = tf.shape(inputs["token_ids"])[1]
+        bias = self.position_bias(tf.range(length), length)
         for block in self.blocks:
-            x = self.call_block(block, x, padding_mask=inputs["padding_mask"], training=training)
+            x = self.call_block(block, x, padding_mask=inputs["padding_mask"],
+                                differentiable={"attention_bias": bias}, training=training)
         return self.finish(x)
 
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_transformers.generation.generate import check_ids, generate, pad_prompts, pad_to_bucket
 from keras_transformers.models.backbone import as_config, kernel_initializer
-from keras_transformers.models.decoder import Decoder, LanguageModelHead
+from keras_transformers.models.decoder import Decoder, LanguageModelHead, head_input_scale
 from keras_transformers.models.encoder import Encoder
 from keras_transformers.models.inputs import check_inputs
 from keras_transformers.models.task import TaskModel
@@ -46,6 +46,7 @@ class Seq2Seq(TaskModel):
         self.decoder = Decoder(c, cross_attention=True, token_embedding=token_embedding,
                                name="decoder", dtype=self.dtype_policy)
         self.lm_head = LanguageModelHead(token_embedding, c.tie_embeddings, kernel_initializer(c),
+                                         input_scale=head_input_scale(c),
                                          name="lm_head", dtype=self.dtype_policy)
         self.check_preprocessor()
 

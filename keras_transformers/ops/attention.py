@@ -98,7 +98,7 @@ def check_sliding_window(sliding_window):
 
 
 def _attention(query, key, value, mask, causal, scale, dropout_rate, seed, return_weights,
-               sliding_window=None):
+               sliding_window=None, bias=None):
     batch, num_heads, q_len, head_dim = tf.unstack(tf.shape(query))
     num_kv_heads, k_len = tf.shape(key)[1], tf.shape(key)[2]
     group_size = num_heads // num_kv_heads
@@ -113,6 +113,8 @@ def _attention(query, key, value, mask, causal, scale, dropout_rate, seed, retur
 
     # Softmax in float32 whatever the compute dtype: bf16 has 8 mantissa bits.
     scores = tf.cast(scores, tf.float32)
+    if bias is not None:
+        scores = scores + tf.cast(bias, tf.float32)
     if causal:
         visible = causal_mask(q_len, k_len, sliding_window)
         mask = visible if mask is None else tf.logical_and(mask, visible)
@@ -136,10 +138,14 @@ def _attention(query, key, value, mask, causal, scale, dropout_rate, seed, retur
 _attention_xla = tf.function(_attention, jit_compile=True, reduce_retracing=True)
 
 
-def _use_chunked(implementation, query, key, return_weights):
-    """Exact when weights are asked for (they are the whole matrix) or the lengths are short
-    or unknown; chunked when asked for, or ``"auto"`` and both lengths are long."""
-    if return_weights or implementation == "exact":
+def _use_chunked(implementation, query, key, return_weights, bias):
+    """Exact when weights are asked for (they are the whole matrix), with an additive bias, or
+    when the lengths are short or unknown; chunked when asked for, or ``"auto"`` and both
+    lengths are long."""
+    if implementation == "chunked" and bias is not None:
+        raise ValueError("implementation='chunked' takes no additive `bias` (e.g. T5's relative "
+                         "position bias): use 'exact' or 'auto'.")
+    if return_weights or bias is not None or implementation == "exact":
         return False
     if implementation == "chunked":
         return True
@@ -158,8 +164,8 @@ def _check_rank(name, tensor, rank):
 def scaled_dot_product_attention(query, key, value, mask=None, causal=False, scale=None,
                                  dropout_rate=0.0, training=False, seed=None,
                                  return_weights=False, jit_compile=None, sliding_window=None,
-                                 implementation="auto", query_block=None, key_block=None):
-    """Scaled dot-product attention, ``softmax(Q·Kᵀ·scale + M)·V`` (Vaswani et al., eq. 1).
+                                 implementation="auto", query_block=None, key_block=None, bias=None):
+    """Scaled dot-product attention, ``softmax(Q·Kᵀ·scale + B + M)·V`` (Vaswani et al., eq. 1).
 
     Args:
         query: ``(batch, num_heads, q_len, head_dim)``.
@@ -189,6 +195,9 @@ def scaled_dot_product_attention(query, key, value, mask=None, causal=False, sca
             the caller's function (XLA-compiled inside the models' compiled steps), whatever
             ``jit_compile`` says.
         query_block, key_block: tile sizes of the chunked form; ``None`` for the defaults.
+        bias: optional float tensor broadcastable to ``(batch, num_heads, q_len, k_len)`` added
+            to the scaled scores before masking and softmax (T5's relative position bias,
+            :class:`~keras_transformers.layers.RelativePositionBias`); runs the exact form.
 
     Returns:
         ``(batch, num_heads, q_len, head_dim)`` in ``value``'s dtype, and the float32 weights
@@ -242,7 +251,12 @@ def scaled_dot_product_attention(query, key, value, mask=None, causal=False, sca
         raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}, got {implementation!r}.")
     query_block = check_block_size("query_block", DEFAULT_QUERY_BLOCK if query_block is None else query_block)
     key_block = check_block_size("key_block", DEFAULT_KEY_BLOCK if key_block is None else key_block)
-    if _use_chunked(implementation, query, key, return_weights):
+    if bias is not None:
+        bias = tf.convert_to_tensor(bias)
+        if bias.shape.rank is not None and bias.shape.rank > 4:
+            raise ValueError(f"`bias` must have rank <= 4, broadcastable to (batch, heads, q_len, k_len); "
+                             f"got shape {bias.shape}.")
+    if _use_chunked(implementation, query, key, return_weights, bias):
         # Traced into the caller's function, not a tf.function of its own: XLA turns the
         # arguments of a nested function whose gradient is custom into compile-time constants.
         return chunked_attention(query * tf.cast(scale, query.dtype), key, value, mask, bool(causal),
@@ -250,4 +264,4 @@ def scaled_dot_product_attention(query, key, value, mask=None, causal=False, sca
                                  query_block, key_block)
     fn = _attention_xla if jit_compile else _attention
     return fn(query, key, value, mask, bool(causal), scale, dropout_rate, seed, bool(return_weights),
-              sliding_window)
+              sliding_window, bias)

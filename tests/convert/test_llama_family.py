@@ -18,7 +18,8 @@ from keras_transformers.layers import RotaryEmbedding
 
 HERE = pathlib.Path(__file__).parent
 
-# Published config.json files (meta-llama/Llama-3.1-8B, mistralai/Mistral-7B-v0.1, Qwen/Qwen2-0.5B).
+# Published config.json files (meta-llama/Llama-3.1-8B, mistralai/Mistral-7B-v0.1, Qwen/Qwen2-0.5B,
+# mistralai/Mixtral-8x7B-v0.1).
 LLAMA_3_1_8B = {
     "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
     "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu",
@@ -44,6 +45,14 @@ QWEN2_0_5B = {
     "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 131072, "tie_word_embeddings": True,
     "torch_dtype": "bfloat16", "transformers_version": "4.40.1", "use_cache": True,
     "use_sliding_window": False, "vocab_size": 151936}
+MIXTRAL_8X7B = {
+    "architectures": ["MixtralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2,
+    "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336,
+    "max_position_embeddings": 32768, "model_type": "mixtral", "num_attention_heads": 32,
+    "num_experts_per_tok": 2, "num_hidden_layers": 32, "num_key_value_heads": 8, "num_local_experts": 8,
+    "output_router_logits": False, "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "router_aux_loss_coef": 0.02,
+    "sliding_window": None, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    "transformers_version": "4.36.0.dev0", "use_cache": True, "vocab_size": 32000}
 
 
 def mapped(values):
@@ -190,7 +199,8 @@ def test_qwen2_windowing_only_some_layers_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("preset, published", [
-    ("llama3_8b", LLAMA_3_1_8B), ("mistral_7b", MISTRAL_7B), ("qwen2_0_5b", QWEN2_0_5B)])
+    ("llama3_8b", LLAMA_3_1_8B), ("mistral_7b", MISTRAL_7B), ("qwen2_0_5b", QWEN2_0_5B),
+    ("mixtral_8x7b", MIXTRAL_8X7B)])
 def test_presets_are_the_published_configs(preset, published):
     assert TransformerConfig.from_preset(preset) == mapped(published)
 

@@ -1,4 +1,4 @@
-"""FeedForward (relu | gelu | gelu_approximate | swiglu) against NumPy formulas of its weights."""
+"""FeedForward (relu | gelu | gelu_approximate | swiglu | geglu) against NumPy formulas of its weights."""
 
 import math
 
@@ -32,13 +32,15 @@ def silu(x):
 def reference_feedforward(layer, x):
     if layer.activation == "swiglu":
         hidden = silu(dense(layer.gate_proj, x)) * dense(layer.up_proj, x)
+    elif layer.activation == "geglu":  # T5 v1.1's gated-gelu: transformers' gelu_new (tanh) gate
+        hidden = gelu_tanh(dense(layer.gate_proj, x)) * dense(layer.up_proj, x)
     else:
         activation = {"relu": relu, "gelu": gelu, "gelu_approximate": gelu_tanh}[layer.activation]
         hidden = activation(dense(layer.up_proj, x))
     return dense(layer.down_proj, hidden)
 
 
-@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_approximate", "swiglu"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_approximate", "swiglu", "geglu"])
 def test_feedforward_matches_the_formula(activation):
     x = np.random.normal(size=(2, 3, 6)).astype(np.float32)
     layer = FeedForward(16, activation=activation)

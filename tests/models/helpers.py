@@ -23,6 +23,11 @@ FAMILIES = {
     # Vaswani et al.: ReLU, sinusoidal positions, √d embedding scale.
     "transformer_like": dict(activation="relu", position_encoding="sinusoidal",
                              scale_embeddings=True, embedding_norm=False),
+    # T5 (v1.1): relative position bias, RMSNorm, gated GELU, unscaled scores, no biases, and
+    # heads narrower than hidden / num_heads (4 × 6 = 24 < 32); a tied head with T5 v1.0's rescale.
+    "t5_like": dict(position_encoding="relative", relative_attention_buckets=8, relative_attention_max_distance=16,
+                    norm_type="rms_norm", activation="geglu", norm_first=True, embedding_norm=False,
+                    use_bias=False, attention_scale=1.0, head_dim=6, rescale_tied_head=True),
     # BERT with segment (token type) embeddings.
     "segments": dict(type_vocab_size=2),
 }

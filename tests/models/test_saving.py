@@ -32,6 +32,8 @@ CASES = {
     "Decoder-llama_like": (lambda: Decoder(tiny_config("llama_like")), lambda: token_inputs(length=6, padding=2)),
     "Seq2Seq-transformer_like": (lambda: Seq2Seq(tiny_config("transformer_like")),
                                  lambda: seq2seq_inputs(source_padding=2, target_padding=1)),
+    "Seq2Seq-t5_like": (lambda: Seq2Seq(tiny_config("t5_like", num_decoder_layers=3)),
+                        lambda: seq2seq_inputs(source_padding=2, target_padding=1)),
     "Seq2Seq-llama_like": (lambda: Seq2Seq(tiny_config("llama_like", num_decoder_layers=1)),
                            lambda: seq2seq_inputs(source_padding=2, target_padding=1)),
     "EncoderClassifier-cls": (lambda: EncoderClassifier(tiny_config(), num_classes=3, pooling="cls"),

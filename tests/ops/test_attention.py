@@ -296,3 +296,25 @@ def test_bad_sliding_window_is_refused_naming_it(window):
     x = tf.zeros([1, 1, 2, 4])
     with pytest.raises(ValueError, match="`sliding_window` must be a positive integer or None"):
         scaled_dot_product_attention(x, x, x, causal=True, sliding_window=window)
+
+
+def test_an_additive_bias_is_added_to_the_scaled_scores_before_mask_and_softmax():
+    query, key, value = random_qkv(heads=4, kv_heads=2, k_len=5)
+    bias = np.random.default_rng(1).normal(size=(1, 4, 4, 5)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)[:, None, None, :]
+    group_key, group_value = np.repeat(key, 2, axis=1), np.repeat(value, 2, axis=1)
+    scores = query.astype(np.float64) @ group_key.swapaxes(-1, -2) * 0.5 + bias  # scale 0.5
+    scores = np.where(mask, scores, -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    expected = (weights / weights.sum(-1, keepdims=True)) @ group_value
+    for jit_compile in (True, False):
+        outputs = scaled_dot_product_attention(query, key, value, mask=mask, scale=0.5, bias=bias,
+                                               jit_compile=jit_compile)
+        np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-5)
+    # "auto" takes the exact form with a bias, however long; "chunked" refuses it.
+    long_q = tf.zeros([1, 1, 2048, 8])
+    assert scaled_dot_product_attention(long_q, long_q, long_q, bias=tf.zeros([1, 1, 1, 2048])).shape == long_q.shape
+    with pytest.raises(ValueError, match="implementation='chunked' takes no additive `bias`"):
+        scaled_dot_product_attention(query, key, value, bias=bias, implementation="chunked")
+    with pytest.raises(ValueError, match="`bias` must have rank <= 4"):
+        scaled_dot_product_attention(query, key, value, bias=bias[None])
