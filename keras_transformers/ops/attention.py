@@ -138,7 +138,7 @@ def _attention(query, key, value, mask, causal, scale, dropout_rate, seed, retur
 _attention_xla = tf.function(_attention, jit_compile=True, reduce_retracing=True)
 
 
-def _use_chunked(implementation, query, key, return_weights, bias):
+def _use_chunked(implementation, query, key, return_weights, bias=None):
     """Exact when weights are asked for (they are the whole matrix), with an additive bias, or
     when the lengths are short or unknown; chunked when asked for, or ``"auto"`` and both
     lengths are long."""
