@@ -15,10 +15,10 @@ from keras_transformers.convert.reader import (
     _assign_norm,
     _check_tied_copy,
     _positions,
+    build_seq2seq,
     hf_activation,
 )
 from keras_transformers.models.config import TransformerConfig
-from keras_transformers.models.seq2seq import Seq2Seq
 
 _BART_OFFSET = 2  # BartLearnedPositionalEmbedding numbers positions from 2
 
@@ -64,12 +64,6 @@ def _load_bart(t, model):
         _check_tied_copy(t, copy, "shared.weight")
 
 
-def _build(config, task, dtype):
-    model = Seq2Seq(config, dtype=dtype)
-    model.build()
-    return model
-
-
-FAMILY = Family(model_types=("bart",), make_config=bart_config, build=_build,
+FAMILY = Family(model_types=("bart",), make_config=bart_config, build=build_seq2seq,
                 load=lambda t, model, model_type, task: _load_bart(t, model),
                 prefixes=lambda model_type: ("model.",))

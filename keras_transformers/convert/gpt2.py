@@ -11,10 +11,10 @@ from keras_transformers.convert.reader import (
     _assign_dense,
     _assign_norm,
     _check_tied_copy,
+    build_causal_lm,
     hf_activation,
 )
 from keras_transformers.models.config import TransformerConfig
-from keras_transformers.models.decoder import CausalLM, Decoder
 
 
 def gpt2_config(hf, model_type="gpt2"):
@@ -54,12 +54,6 @@ def _load_gpt2(t, lm):
     _check_tied_copy(t, "lm_head.weight", "wte.weight")
 
 
-def _build(config, task, dtype):
-    model = CausalLM(Decoder(config, dtype=dtype), dtype=dtype)
-    model.build()
-    return model
-
-
-FAMILY = Family(model_types=("gpt2",), make_config=gpt2_config, build=_build,
+FAMILY = Family(model_types=("gpt2",), make_config=gpt2_config, build=build_causal_lm,
                 load=lambda t, model, model_type, task: _load_gpt2(t, model),
                 prefixes=lambda model_type: ("transformer.",))

@@ -24,10 +24,10 @@ from keras_transformers.convert.reader import (
     _assign_dense,
     _assign_norm,
     _check_tied_copy,
+    build_causal_lm,
 )
 from keras_transformers.layers.rope_scaling import ROPE_TYPES
 from keras_transformers.models.config import TransformerConfig
-from keras_transformers.models.decoder import CausalLM, Decoder
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2", "mixtral")
 _DEFAULT_THETA = 10000.0  # transformers' default_theta
@@ -224,12 +224,6 @@ def load_llama_family(t, lm):
         _check_tied_copy(t, "lm_head.weight", "embed_tokens.weight")
 
 
-def _build(config, task, dtype):
-    model = CausalLM(Decoder(config, dtype=dtype), dtype=dtype)
-    model.build()
-    return model
-
-
-FAMILY = Family(model_types=LLAMA_FAMILY, make_config=llama_family_config, build=_build,
+FAMILY = Family(model_types=LLAMA_FAMILY, make_config=llama_family_config, build=build_causal_lm,
                 load=lambda t, model, model_type, task: load_llama_family(t, model),
                 prefixes=lambda model_type: ("model.",))

@@ -44,6 +44,24 @@ class Family:
     tasks: tuple = ()
 
 
+def build_causal_lm(config, task, dtype):
+    """A :class:`Family` ``build``: a built :class:`~keras_transformers.CausalLM` (GPT-2, Llama family)."""
+    from keras_transformers.models.decoder import CausalLM, Decoder
+
+    model = CausalLM(Decoder(config, dtype=dtype), dtype=dtype)
+    model.build()
+    return model
+
+
+def build_seq2seq(config, task, dtype):
+    """A :class:`Family` ``build``: a built :class:`~keras_transformers.Seq2Seq` (BART, T5)."""
+    from keras_transformers.models.seq2seq import Seq2Seq
+
+    model = Seq2Seq(config, dtype=dtype)
+    model.build()
+    return model
+
+
 # Buffers checkpoints carry that no model imports: causal-mask and rotary tables, position ids.
 BUFFERS = (r"(.*\.)?position_ids", r".*\.attn\.(masked_)?bias", r".*rotary_emb\.inv_freq")
 

@@ -24,9 +24,9 @@ from keras_transformers.convert.reader import (
     _assign_dense,
     _assign_norm,
     _check_tied_copy,
+    build_seq2seq,
 )
 from keras_transformers.models.config import TransformerConfig
-from keras_transformers.models.seq2seq import Seq2Seq
 
 _FEED_FORWARDS = {"relu": "relu", "gated-gelu": "geglu", "gated-gelu_new": "geglu", "gated-silu": "swiglu",
                   "gelu": "gelu_approximate", "gelu_new": "gelu_approximate"}
@@ -59,12 +59,6 @@ def t5_config(hf, model_type="t5"):
         max_length=hf.get("n_positions", 512), embedding_norm=False, dropout=hf.get("dropout_rate", 0.1),
         attention_dropout=hf.get("dropout_rate", 0.1), use_bias=False, tie_embeddings=tied,
         rescale_tied_head=rescale, attention_scale=1.0, pad_token_id=hf.get("pad_token_id", 0))
-
-
-def _build(config, task, dtype):
-    model = Seq2Seq(config, dtype=dtype)
-    model.build()
-    return model
 
 
 def _assign_feedforward(t, feedforward, name):
@@ -103,5 +97,5 @@ def _load(t, model, model_type="t5", task=None):
         _check_tied_copy(t, copy, "shared.weight")
 
 
-FAMILY = Family(model_types=("t5",), make_config=t5_config, build=_build, load=_load,
+FAMILY = Family(model_types=("t5",), make_config=t5_config, build=build_seq2seq, load=_load,
                 not_imported=lambda task: BUFFERS)

@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_transformers.generation.generate import check_ids, generate, pad_prompts, pad_to_bucket
 from keras_transformers.models.backbone import as_config, kernel_initializer
