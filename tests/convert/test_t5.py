@@ -2,10 +2,12 @@
 against numbers computed once with transformers 5.24 (``make_t5_reference.py``; no torch here)."""
 
 import json
+import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
-import keras
 import numpy as np
 import pytest
 
@@ -71,14 +73,29 @@ def test_each_version_gets_its_head_feed_forward_and_head_width(imported):
         "relative", "rms_norm", True, False, 1.0)
 
 
-def test_the_imported_model_saves_and_loads_with_identical_logits(imported, tmp_path):
+LOAD_AND_RUN = """
+import sys, numpy as np, keras
+import keras_transformers  # noqa: F401  (registers the layers, as a user's import does)
+model = keras.saving.load_model(sys.argv[1])
+inputs = dict(np.load(sys.argv[2]))
+np.save(sys.argv[3], model(inputs).numpy())
+print(model.config.position_encoding, model.config.head_dim)
+"""
+
+
+def test_the_imported_model_saves_and_loads_in_a_fresh_process_with_identical_logits(imported, tmp_path):
     name, model, reference = imported
     inputs = {"encoder_token_ids": reference["source_ids"], "encoder_padding_mask": reference["source_mask"],
               "decoder_token_ids": reference["target_ids"], "decoder_padding_mask": reference["target_mask"]}
     model.save(tmp_path / "t5.keras")
-    loaded = keras.saving.load_model(tmp_path / "t5.keras")
-    assert loaded.config == model.config
-    np.testing.assert_array_equal(loaded(inputs).numpy(), model(inputs).numpy())
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    result = subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(tmp_path / "t5.keras"),
+                             str(tmp_path / "inputs.npz"), str(tmp_path / "logits.npy")],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["relative", str(model.config.head_dim)]
+    np.testing.assert_array_equal(np.load(tmp_path / "logits.npy"), model(inputs).numpy())
 
 
 def test_published_configs_map_and_t5_small_is_the_preset():
