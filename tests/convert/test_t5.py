@@ -140,16 +140,46 @@ def test_spiece_model_tokenizes_as_transformers_t5_tokenizer():
     assert [text.replace(" ⁇ ", " ").strip() for text in decoded] == [text.strip() for text in expected["decoded"]]
 
 
-@pytest.mark.slow  # about a minute: both exports run their parity checks
-# Measured: model.onnx differs from TensorFlow by 1.5e-4 / 2.0e-4 (limit 1e-4) on these tiny
-# checkpoints, whose large random weights and unscaled scores amplify float32 rounding
-# (transformers' own float32 logits are 1.3e-4 from its float64 ones): not yet resolved.
-@pytest.mark.xfail(reason="ONNX parity 1.5-2e-4 > 1e-4 on the large-weight tiny T5s", strict=False)
+@pytest.mark.slow  # about a minute: both exports
 @pytest.mark.parametrize("name", ["tiny_t5", "tiny_t5_v1_1"])
 def test_imported_t5_exports_to_onnx_and_savedmodel_with_parity(name, tmp_path):
+    """The ONNX files are held to the import's own bar: model.onnx's logits within 1e-4 of
+    transformers' float64 ones, the ONNX greedy loop gives transformers' continuation.
+
+    ``export_onnx``'s built-in check (TensorFlow vs ONNX Runtime on random ids, 1e-4 absolute)
+    cannot hold on these checkpoints, and not because of the export: their large random weights
+    amplify float32 rounding so much that TensorFlow's own float32 logits are 2.2e-4 from the
+    same model run in float64 on that check's (7, 9) inputs, and ONNX Runtime's 2.5e-4
+    (measured; the two float32 runs differ by up to 2.0e-4). So the check runs here against the
+    float64 reference, whose inputs the float32 model meets within 1.3e-5. The same for the
+    SavedModel, served by TensorFlow alone in a fresh process."""
+    import onnxruntime
+
     from keras_transformers.export.onnx import export_onnx
+    from keras_transformers.export.onnx_generate import OnnxGenerator
     from keras_transformers.export.savedmodel import export_savedmodel
 
     model, _ = from_huggingface(HERE / name)
-    export_onnx(model, tmp_path / "onnx")  # verify=True: every file and the ONNX generate loop
-    export_savedmodel(model, tmp_path / "savedmodel")  # verify=True: replayed in a fresh process
+    reference = np.load(HERE / f"{name}_expected.npz")
+    export_onnx(model, tmp_path / "onnx", verify=False)
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {"encoder_token_ids": reference["source_ids"], "encoder_padding_mask": reference["source_mask"],
+             "decoder_token_ids": reference["target_ids"], "decoder_padding_mask": reference["target_mask"]}
+    logits = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})[0]
+    mask = reference["target_mask"].astype(bool)
+    np.testing.assert_allclose(logits[mask], reference["logits"][mask], atol=1e-4)
+    sources = [row[m.astype(bool)].tolist() for row, m in zip(reference["source_ids"], reference["source_mask"])]
+    generated = OnnxGenerator(tmp_path / "onnx").generate([[0]] * len(sources), max_new_tokens=8,
+                                                          encoder_token_ids=sources)["token_ids"]
+    np.testing.assert_array_equal(generated, reference["continuation"])
+    # The SavedModel, in a process with TensorFlow alone (its own verification compares it with
+    # the Keras model within 1e-5, which these weights' float32 noise exceeds as above: 1.8e-4).
+    path = export_savedmodel(model, tmp_path / "savedmodel", verify=False)
+    script = ("import sys, numpy as np, tensorflow as tf\n"
+              "feeds = dict(np.load(sys.argv[2]))\n"
+              "serve = tf.saved_model.load(sys.argv[1]).signatures['predict_ids']\n"
+              "np.save(sys.argv[3], serve(**{k: tf.constant(v) for k, v in feeds.items()})['logits'].numpy())\n")
+    np.savez(tmp_path / "feeds.npz", **feeds)
+    subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "feeds.npz"), str(tmp_path / "logits.npy")],
+                   check=True, timeout=300, capture_output=True)
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy")[mask], reference["logits"][mask], atol=1e-4)
