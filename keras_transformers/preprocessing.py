@@ -242,6 +242,15 @@ class _TokenizingLayer(keras.layers.Layer):
         # No weights: the tokenizer builds its own lookup tables when it is made.
         self.built = True
 
+    def _in_graph(self, method, texts):
+        """``method`` (a ``(batch,)`` string batch in) on ``texts``, run as one ``tf.function``
+        per preprocessor and method, traced once for every batch size: a new function per call
+        would retrace each time (and TensorFlow warns after five)."""
+        functions = self.__dict__.setdefault("_graph_functions", {})  # untracked by Keras
+        if method.__name__ not in functions:
+            functions[method.__name__] = tf.function(method, input_signature=[tf.TensorSpec([None], tf.string)])
+        return functions[method.__name__](tf.constant(list(texts), tf.string))
+
     def tokenize(self, texts):
         """``(batch, None)`` ragged int32 ids of ``texts`` (``(batch, words, None)`` for a
         ragged batch of words), in a graph and eagerly, where KerasHub's tokenizers give
@@ -365,7 +374,7 @@ class CausalLMPreprocessor(_TokenizingLayer):
 
     def prompt_ids(self, prompts):
         """:meth:`prompts` as lists of ids (for ``CausalLM.generate``)."""
-        return _to_lists(tf.function(self.prompts)(tf.constant(list(prompts))))
+        return _to_lists(self._in_graph(self.prompts, prompts))
 
     def get_config(self):
         return {**super().get_config(), "sequence_length": self.sequence_length,
@@ -411,7 +420,7 @@ class Seq2SeqPreprocessor(_TokenizingLayer):
 
     def source_ids(self, sources):
         """:meth:`sources` as lists of ids (for ``Seq2Seq.generate``)."""
-        return _to_lists(tf.function(self.sources)(tf.constant(list(sources))))
+        return _to_lists(self._in_graph(self.sources, sources))
 
     def get_config(self):
         return {**super().get_config(), "source_length": self.source_length,

@@ -125,3 +125,17 @@ def test_preprocessors_called_eagerly_take_lists_of_strings_of_different_lengths
         text(["a", 3])
     with pytest.raises(ValueError, match=r"`texts\[0\]` is bytes that are not valid UTF-8"):
         text([b"\xff"])
+
+
+def test_prompt_and_source_ids_trace_once_for_every_batch_size():
+    from keras_transformers.preprocessing import CausalLMPreprocessor, Seq2SeqPreprocessor
+    from keras_transformers.tokenizers import byte_tokenizer
+
+    lm = CausalLMPreprocessor(byte_tokenizer(), 6, start_id=1, end_id=2)
+    for texts in (["ab"], ["ab", "c"], ["x", "yz", ""], ["ab"]):
+        assert lm.prompt_ids(texts) == [[1, *text.encode()] for text in texts]
+    assert lm._graph_functions["prompts"].experimental_get_tracing_count() == 1
+    seq2seq = Seq2SeqPreprocessor(byte_tokenizer(), source_length=6, target_length=6, start_id=1, end_id=2)
+    first, second = seq2seq.source_ids(["ab"]), seq2seq.source_ids(["ab", "cde"])
+    assert second[0] == first[0] and len(second) == 2
+    assert seq2seq._graph_functions["sources"].experimental_get_tracing_count() == 1
