@@ -50,9 +50,8 @@ def test_committed_notebook_is_executed(path):
         assert images, "the notebook says it plots, but has no PNG output"
 
 
-# Slow for now: the six take about 5.2 minutes together in small mode (measured under load),
-# over the ~4 the default run can still spend; issue 19 asks for them in the default run.
-@pytest.mark.slow
+# In the default run (issue 19: all of them within ~6 minutes). Small mode runs few steps of tiny
+# models; the notebooks that train run every tf.function eagerly there, which costs less than tracing.
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_notebook_runs_in_small_mode(path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
