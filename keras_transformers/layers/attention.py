@@ -5,6 +5,7 @@ import tensorflow as tf
 from numpy import prod as np_prod
 
 from keras_transformers.layers.embeddings import RotaryEmbedding
+from keras_transformers.layers.quantization import Int8AttentionMixin, check_not_quantized, float_policy
 from keras_transformers.layers.rope_scaling import check_rope_scaling
 from keras_transformers.ops import cache_causal_mask, scaled_dot_product_attention, update_cache
 from keras_transformers.ops.attention import IMPLEMENTATIONS, check_sliding_window
@@ -14,7 +15,7 @@ _TWO_ROW_MIN_KERNEL_SIZE = 4096
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
-class MultiHeadAttention(keras.layers.Layer):
+class MultiHeadAttention(Int8AttentionMixin, keras.layers.Layer):
     """Multi-head attention (Vaswani et al., 2017, section 3.2.2).
 
     ``head_i = Attention(Q·W_i^Q, K·W_i^K, V·W_i^V)``, ``MHA = Concat(head_1..head_h)·W^O``,
@@ -73,6 +74,9 @@ class MultiHeadAttention(keras.layers.Layer):
         >>> outputs, weights = attention(x, causal=True, return_attention_weights=True)
         >>> outputs.shape, weights.shape
         (TensorShape([2, 5, 32]), TensorShape([2, 4, 5, 5]))
+
+    ``quantize("int8")`` (as ``model.quantize("int8")`` calls it) stores the four kernels as
+    weight-only int8 with per-output-channel scales: :class:`Int8AttentionMixin`.
     """
 
     def __init__(self, num_heads, head_dim, num_key_value_heads=None, use_bias=True, dropout=0.0,
@@ -103,8 +107,11 @@ class MultiHeadAttention(keras.layers.Layer):
         self.lora_rank = None
 
     def _projection(self, name, kernel_shape, bias_shape):
-        kernel = self.add_weight(name=f"{name}_kernel", shape=kernel_shape,
-                                 initializer=self.kernel_initializer)
+        if self.quantization_mode == "int8":  # a saved int8 layer being rebuilt
+            kernel = self._int8_kernel(name, kernel_shape)
+        else:
+            kernel = self.add_weight(name=f"{name}_kernel", shape=kernel_shape,
+                                     initializer=self.kernel_initializer)
         bias = None
         has_bias = self.use_bias if name == "output" else self.qkv_bias
         if has_bias:
@@ -123,11 +130,14 @@ class MultiHeadAttention(keras.layers.Layer):
             "value", (kv_hidden_size, kv_heads, dim), (kv_heads, dim))
         self.output_kernel, self.output_bias = self._projection(
             "output", (heads, dim, hidden_size), (hidden_size,))
-        self.rotary = None
+        rotary = None
         if self.rotary_max_wavelength is not None:
-            self.rotary = RotaryEmbedding(self.rotary_max_wavelength, scaling=self.rope_scaling,
-                                          dtype=self.dtype_policy)
-            self.rotary.build((None, heads, None, dim))
+            rotary = RotaryEmbedding(self.rotary_max_wavelength, scaling=self.rope_scaling,
+                                     dtype=float_policy(self))
+            rotary.build((None, heads, None, dim))
+        # Not a tracked sublayer (it has no weights; the saved file is the same): Keras'
+        # Model.quantize quantizes only layers without sublayers, and this one must be one.
+        object.__setattr__(self, "rotary", rotary)
         self.built = True
 
     _PROJECTIONS = ("query", "key", "value", "output")
@@ -148,6 +158,7 @@ class MultiHeadAttention(keras.layers.Layer):
         """
         if not self.built:
             raise ValueError("Cannot enable LoRA on a MultiHeadAttention that isn't built yet.")
+        check_not_quantized(self)
         if self.lora_rank is not None:
             raise ValueError("LoRA is already enabled on this layer; it can be enabled once.")
         unknown = set(projections) - set(self._PROJECTIONS)
@@ -214,12 +225,16 @@ class MultiHeadAttention(keras.layers.Layer):
             projected = tf.einsum("bsh,hnd->bnsd", x, kernel)
         return projected if bias is None else projected + bias[:, None, :]
 
+    def _input_projection(self, name, x):
+        if self.quantization_mode == "int8":
+            return self._int8_input_projection(name, x)
+        return self._project(x, self.adapted_kernel(name), getattr(self, f"{name}_bias"))
+
     def key_values(self, source, positions=None):
         """Keys and values of ``source`` ``(batch, k_len, kv_hidden)``, each
         ``(batch, kv_heads, k_len, head_dim)`` (keys rotated when rotary). A seq2seq decoder
         computes its cross-attention keys/values once with this and passes them as ``cache``."""
-        k = self._project(source, self.adapted_kernel("key"), self.key_bias)
-        v = self._project(source, self.adapted_kernel("value"), self.value_bias)
+        k, v = self._input_projection("key", source), self._input_projection("value", source)
         if self.rotary is not None:
             k = self.rotary(k, positions)
         return k, v
@@ -227,7 +242,7 @@ class MultiHeadAttention(keras.layers.Layer):
     def call(self, query, key_value=None, attention_mask=None, causal=False, positions=None,
              cache=None, cache_index=None, return_attention_weights=False, attention_bias=None,
              training=None):
-        q = self._project(query, self.adapted_kernel("query"), self.query_bias)
+        q = self._input_projection("query", query)
         if self.rotary is not None:
             q = self.rotary(q, positions)
         if cache is not None and cache_index is None:  # keys/values computed beforehand
@@ -255,7 +270,10 @@ class MultiHeadAttention(keras.layers.Layer):
             sliding_window=self.sliding_window, implementation=self.attention_implementation)
         if return_attention_weights:
             outputs, weights = outputs
-        outputs = tf.einsum("bnsd,ndh->bsh", outputs, self.adapted_kernel("output"))
+        if self.quantization_mode == "int8":
+            outputs = self._int8_output_projection(outputs)
+        else:
+            outputs = tf.einsum("bnsd,ndh->bsh", outputs, self.adapted_kernel("output"))
         if self.output_bias is not None:
             outputs = outputs + self.output_bias
         results = (outputs, weights) if return_attention_weights else (outputs,)

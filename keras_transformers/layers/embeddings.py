@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transformers.layers.quantization import Int8TableMixin, int8_matmul
 from keras_transformers.layers.rope_scaling import (
     attention_factor,
     check_rope_scaling,
@@ -28,7 +29,7 @@ def _angles(sequence, positions, dim, max_wavelength):
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
-class TokenEmbedding(keras.layers.Layer):
+class TokenEmbedding(Int8TableMixin, keras.layers.Layer):
     """Token embedding table ``E`` of shape ``(vocab_size, hidden_size)``.
 
     ``call`` looks tokens up, ``E[token_ids]``; :meth:`project` is the tied output
@@ -49,6 +50,10 @@ class TokenEmbedding(keras.layers.Layer):
         >>> embedding = TokenEmbedding(vocab_size=100, hidden_size=16)
         >>> hidden = embedding(tf.constant([[1, 2, 3]]))      # (1, 3, 16)
         >>> logits = embedding.project(hidden)                # (1, 3, 100)
+
+    ``quantize("int8")``: ``E`` becomes int8 ``Q`` with one scale per token row,
+    ``s_v = max|E[v]|/127``; lookups are ``Q[id]·s_id`` and the head ``(h·Qᵀ)·s``
+    (:mod:`keras_transformers.layers.quantization`).
     """
 
     def __init__(self, vocab_size, hidden_size, embeddings_initializer=None, scale=1.0, **kwargs):
@@ -60,20 +65,20 @@ class TokenEmbedding(keras.layers.Layer):
         self.scale = float(scale)
 
     def build(self, input_shape=None):
-        self.embeddings = self.add_weight(
-            name="embeddings", shape=(self.vocab_size, self.hidden_size),
-            initializer=self.embeddings_initializer)
+        self._build_table((self.vocab_size, self.hidden_size), self.embeddings_initializer)
         self.built = True
 
     def call(self, token_ids, check_ids=True):
         token_ids = tf.convert_to_tensor(token_ids)
         if check_ids:  # callers that already checked, naming their own input, pass False
             token_ids = check_ids_in_range(token_ids, self.vocab_size, "token_ids")
-        vectors = tf.gather(tf.cast(self.embeddings, self.compute_dtype), token_ids)
+        vectors = self.rows(token_ids)
         return vectors * self.scale if self.scale != 1.0 else vectors
 
     def project(self, hidden):
         """Tied output projection: logits ``= hidden · Eᵀ``, ``(..., hidden)`` → ``(..., vocab)``."""
+        if self.quantization_mode == "int8":
+            return int8_matmul(hidden, self.embeddings, self.embeddings_scale)
         embeddings = tf.cast(self.embeddings, hidden.dtype)
         return tf.matmul(hidden, embeddings, transpose_b=True)
 
@@ -87,7 +92,7 @@ class TokenEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
-class PositionEmbedding(keras.layers.Layer):
+class PositionEmbedding(Int8TableMixin, keras.layers.Layer):
     """Learned absolute positions (BERT, GPT-2): a trained ``(max_length, hidden)`` table.
 
     Args:
@@ -105,6 +110,8 @@ class PositionEmbedding(keras.layers.Layer):
         TensorShape([2, 10, 32])
     """
 
+    _table_attr = "position_embeddings"  # int8 with model.quantize: as TokenEmbedding's table
+
     def __init__(self, max_length, embeddings_initializer=None, **kwargs):
         super().__init__(**kwargs)
         self.max_length = int(max_length)
@@ -112,9 +119,7 @@ class PositionEmbedding(keras.layers.Layer):
             embeddings_initializer or keras.initializers.RandomNormal(stddev=0.02))
 
     def build(self, inputs_shape):
-        self.position_embeddings = self.add_weight(
-            name="embeddings", shape=(self.max_length, inputs_shape[-1]),
-            initializer=self.embeddings_initializer)
+        self._build_table((self.max_length, inputs_shape[-1]), self.embeddings_initializer)
         self.built = True
 
     def call(self, inputs, positions=None):
@@ -123,12 +128,13 @@ class PositionEmbedding(keras.layers.Layer):
             raise ValueError(
                 f"Sequence length {seq_len} exceeds max_length={self.max_length} of the "
                 f"learned position embedding.")
-        table = tf.cast(self.position_embeddings, self.compute_dtype)
         if positions is None:
-            return table[None, : tf.shape(inputs)[1]]
+            if self.quantization_mode == "int8":
+                return self.rows(tf.range(tf.shape(inputs)[1]))[None]
+            return tf.cast(self.position_embeddings, self.compute_dtype)[None, : tf.shape(inputs)[1]]
         positions = check_ids_in_range(tf.convert_to_tensor(positions), self.max_length, "positions",
                                        "max_length", range_name="the position table")
-        return tf.gather(table, positions)
+        return self.rows(positions)
 
     def get_config(self):
         return {**super().get_config(), "max_length": self.max_length,

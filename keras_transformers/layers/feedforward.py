@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_transformers.layers.quantization import Int8Dense
 from keras_transformers.ops import gelu
 
 ACTIVATIONS = ("relu", "gelu", "gelu_approximate", "swiglu", "geglu")
@@ -46,8 +47,9 @@ class FeedForward(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def _dense(self, units, name):
-        return keras.layers.Dense(units, use_bias=self.use_bias, kernel_initializer=self.kernel_initializer,
-                                  name=name, dtype=self.dtype_policy)
+        # Dense, whose model.quantize("int8") form is weight-only (and loads back from a file).
+        return Int8Dense(units, use_bias=self.use_bias, kernel_initializer=self.kernel_initializer,
+                         name=name, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         hidden_size = input_shape[-1]

@@ -3,6 +3,17 @@
 import keras
 import tensorflow as tf
 
+from keras_transformers.layers.quantization import (
+    abs_max_quantize,
+    add_int8,
+    check_mode,
+    convert_if_int8_store,
+    drop_variable,
+    set_int8_policy,
+)
+
+_EXPERT_KERNELS = ("gate", "up", "down")
+
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
 class MixtureOfExperts(keras.layers.Layer):
@@ -45,6 +56,11 @@ class MixtureOfExperts(keras.layers.Layer):
         >>> moe = MixtureOfExperts(64, num_experts=4, experts_per_token=2)
         >>> moe(tf.zeros([2, 5, 16])).shape
         TensorShape([2, 5, 16])
+    
+    ``quantize("int8")``: the expert kernels become weight-only int8, output-major per expert
+    (``gate``/``up`` ``(E, intermediate, hidden)``, ``down`` ``(E, hidden, intermediate)``)
+    with one scale per expert and output channel, ``s = max|W[e, :, o]|/127``; each einsum
+    multiplies by the int8 kernel (as float) and then by ``s``. The router stays float32.
     """
 
     def __init__(self, intermediate_size, num_experts=8, experts_per_token=2, router_aux_loss_weight=0.02,
@@ -62,6 +78,12 @@ class MixtureOfExperts(keras.layers.Layer):
         hidden, experts, inner = input_shape[-1], self.num_experts, self.intermediate_size
         self.router_kernel = self.add_weight(name="router_kernel", shape=(hidden, experts),
                                              initializer=self.kernel_initializer)
+        if self.quantization_mode == "int8":  # a saved int8 layer being rebuilt
+            for name, shape in (("gate", (experts, inner, hidden)), ("up", (experts, inner, hidden)),
+                                ("down", (experts, hidden, inner))):
+                self._set_int8(name, *add_int8(self, f"{name}_kernel", shape))
+            self.built = True
+            return
         self.gate_kernel = self.add_weight(name="gate_kernel", shape=(experts, hidden, inner),
                                            initializer=self.kernel_initializer)
         self.up_kernel = self.add_weight(name="up_kernel", shape=(experts, hidden, inner),
@@ -69,6 +91,30 @@ class MixtureOfExperts(keras.layers.Layer):
         self.down_kernel = self.add_weight(name="down_kernel", shape=(experts, inner, hidden),
                                            initializer=self.kernel_initializer)
         self.built = True
+
+    def _set_int8(self, name, kernel, scale):
+        setattr(self, f"{name}_kernel", kernel)
+        setattr(self, f"{name}_kernel_scale", scale)
+        self._is_quantized = True
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        check_mode(self, mode)
+        for name in _EXPERT_KERNELS:  # (E, in, out) -> output-major (E, out, in)
+            values = getattr(self, f"{name}_kernel").numpy().transpose(0, 2, 1)
+            drop_variable(self, f"{name}_kernel")
+            quantized, scale = abs_max_quantize(values)
+            kernel, kernel_scale = add_int8(self, f"{name}_kernel", values.shape)
+            kernel.assign(quantized)
+            kernel_scale.assign(scale)
+            self._set_int8(name, kernel, kernel_scale)
+        set_int8_policy(self)
+
+    def _int8_call(self, *args, **kwargs):
+        return self.call(*args, **kwargs)
+
+    def load_own_variables(self, store):
+        convert_if_int8_store(self, store, len(self.weights), len(_EXPERT_KERNELS))
+        super().load_own_variables(store)
 
     def routing(self, x):
         """``(probabilities, weights, chosen)``: the float32 router softmax ``(batch, seq, E)``,
@@ -97,9 +143,17 @@ class MixtureOfExperts(keras.layers.Layer):
         probabilities, weights, chosen = self.routing(x)
         if training and self.router_aux_loss_weight > 0.0:
             self.add_loss(self.router_aux_loss_weight * self.load_balancing_loss(probabilities, chosen, padding_mask))
-        gate = tf.einsum("bsh,ehf->bsef", x, self.gate_kernel)
-        up = tf.einsum("bsh,ehf->bsef", x, self.up_kernel)
-        expert_outputs = tf.einsum("bsef,efh->bseh", tf.nn.silu(gate) * up, self.down_kernel)
+        if self.quantization_mode == "int8":
+            def int8(name):
+                return tf.cast(getattr(self, f"{name}_kernel"), x.dtype), tf.cast(getattr(self, f"{name}_kernel_scale"), x.dtype)
+            (gate_q, gate_s), (up_q, up_s), (down_q, down_s) = int8("gate"), int8("up"), int8("down")
+            gate = tf.einsum("bsh,efh->bsef", x, gate_q) * gate_s
+            up = tf.einsum("bsh,efh->bsef", x, up_q) * up_s
+            expert_outputs = tf.einsum("bsef,ehf->bseh", tf.nn.silu(gate) * up, down_q) * down_s
+        else:
+            gate = tf.einsum("bsh,ehf->bsef", x, self.gate_kernel)
+            up = tf.einsum("bsh,ehf->bsef", x, self.up_kernel)
+            expert_outputs = tf.einsum("bsef,efh->bseh", tf.nn.silu(gate) * up, self.down_kernel)
         return tf.einsum("bseh,bse->bsh", expert_outputs, tf.cast(weights, expert_outputs.dtype))
 
     def get_config(self):

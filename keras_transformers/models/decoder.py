@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_transformers.generation.generate import generate, pad_prompts
 from keras_transformers.layers import DecoderBlock
+from keras_transformers.layers.quantization import Int8Dense
 from keras_transformers.models.backbone import (
     Backbone,
     block_arguments,
@@ -135,7 +136,9 @@ class LanguageModelHead(keras.layers.Layer):
     """Hidden states → float32 vocabulary logits: tied (``h·Eᵀ``) or an untied linear layer.
 
     ``input_scale`` multiplies the hidden states first (T5 v1.0's tied head:
-    ``hidden_size^-0.5``; :func:`head_input_scale`)."""
+    ``hidden_size^-0.5``; :func:`head_input_scale`). ``model.quantize("int8")`` makes the head
+    weight-only int8 either way: the tied table (:class:`TokenEmbedding`) or the untied
+    :class:`~keras_transformers.layers.quantization.Int8Dense`."""
 
     def __init__(self, token_embedding, tie_embeddings, initializer, input_scale=1.0, **kwargs):
         super().__init__(**kwargs)
@@ -144,9 +147,10 @@ class LanguageModelHead(keras.layers.Layer):
         self.input_scale = float(input_scale)
         self.projection = None
         if not tie_embeddings:
-            self.projection = keras.layers.Dense(token_embedding.vocab_size, use_bias=False,
-                                                 kernel_initializer=initializer, name="lm_head",
-                                                 dtype=self.dtype_policy)
+            # A Dense whose int8 form is weight-only (model.quantize); same float weights.
+            self.projection = Int8Dense(token_embedding.vocab_size, use_bias=False,
+                                        kernel_initializer=initializer, name="lm_head",
+                                        dtype=self.dtype_policy)
 
     def build(self, hidden_shape):
         if self.projection is not None:

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transformers.layers import EncoderBlock, make_norm
+from keras_transformers.layers.quantization import Int8Dense
 from keras_transformers.models.backbone import (
     Backbone,
     block_arguments,
@@ -65,7 +66,7 @@ class _EncoderTask(TaskModel):
             raise ValueError(f"`num_classes` must be >= 1, got {num_classes}.")
         self.dropout = float(dropout)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
-        self.classifier = keras.layers.Dense(
+        self.classifier = Int8Dense(
             self.num_classes, kernel_initializer=kernel_initializer(self.backbone.config),
             name="classifier", dtype=self.dtype_policy)
         self.check_preprocessor()
@@ -250,9 +251,9 @@ class MaskedLM(TaskModel):
         super().__init__(**kwargs)
         self.backbone = resolve_backbone(backbone, Encoder, self.dtype_policy)
         c = self.backbone.config
-        self.transform = keras.layers.Dense(c.hidden_size,  # then GELU (ops.gelu, which ONNX has)
-                                            kernel_initializer=kernel_initializer(c),
-                                            name="transform", dtype=self.dtype_policy)
+        self.transform = Int8Dense(c.hidden_size,  # then GELU (ops.gelu, which ONNX has)
+                                   kernel_initializer=kernel_initializer(c),
+                                   name="transform", dtype=self.dtype_policy)
         self.transform_norm = make_norm(c.norm_type, c.norm_epsilon, "transform_norm",
                                         dtype=self.dtype_policy)
         self.check_preprocessor()
