@@ -56,7 +56,7 @@ class MixtureOfExperts(keras.layers.Layer):
         >>> moe = MixtureOfExperts(64, num_experts=4, experts_per_token=2)
         >>> moe(tf.zeros([2, 5, 16])).shape
         TensorShape([2, 5, 16])
-    
+
     ``quantize("int8")``: the expert kernels become weight-only int8, output-major per expert
     (``gate``/``up`` ``(E, intermediate, hidden)``, ``down`` ``(E, hidden, intermediate)``)
     with one scale per expert and output channel, ``s = max|W[e, :, o]|/127``; each einsum
