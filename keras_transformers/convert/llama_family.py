@@ -145,9 +145,8 @@ def scaled_context(max_position_embeddings, scaling):
 def llama_family_config(hf, model_type):
     """Our :class:`TransformerConfig` for a ``llama`` / ``mistral`` / ``qwen2`` ``config.json``."""
     hidden, heads = hf["hidden_size"], hf["num_attention_heads"]
-    if hf.get("head_dim") not in (None, hidden // heads):
-        raise CheckpointError(f"head_dim={hf['head_dim']} differs from hidden_size/num_attention_heads "
-                              f"({hidden // heads}); not supported.")
+    # Heads may be wider or narrower than hidden_size / heads (Mistral-Nemo, Qwen3's layout).
+    head_dim = None if hf.get("head_dim") in (None, hidden // heads) else int(hf["head_dim"])
     if hf.get("hidden_act", "silu") != "silu":
         raise CheckpointError(f"Unsupported hidden_act {hf['hidden_act']!r} for {model_type}; only 'silu'.")
     if model_type == "qwen2":  # q/k/v always have biases, the output and MLP never
@@ -161,6 +160,7 @@ def llama_family_config(hf, model_type):
     max_length = hf.get("max_position_embeddings", _DEFAULT_MAX_POSITIONS)
     return TransformerConfig(
         vocab_size=hf["vocab_size"], hidden_size=hidden, num_layers=hf["num_hidden_layers"], num_heads=heads,
+        head_dim=head_dim,
         num_key_value_heads=hf.get("num_key_value_heads") or heads, intermediate_size=hf["intermediate_size"],
         activation="swiglu", norm_type="rms_norm", norm_first=True, norm_epsilon=hf.get("rms_norm_eps", 1e-6),
         position_encoding="rotary", max_length=scaled_context(max_length, scaling),

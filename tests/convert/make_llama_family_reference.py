@@ -8,6 +8,8 @@
   the generated length (14).
 * ``tiny_qwen2/``: a tiny Qwen2 (q/k/v biases, tied embeddings, ``rope_theta`` 1e6).
 * ``tiny_llama_dynamic/``: a tiny Llama with dynamic NTK scaling, run past its 8 positions.
+* ``tiny_llama_head_dim/``: a tiny Llama whose ``head_dim`` (16) is not ``hidden_size /
+  num_attention_heads`` (8), as Mistral-Nemo's and Qwen3's are.
 * ``tiny_*_expected.npz``: logits on fixed ids, greedy continuations (argmax loop on the logits,
   full recompute each step).
 * ``rope_reference.npz``: transformers' ``LlamaRotaryEmbedding`` + ``apply_rotary_pos_emb`` on a
@@ -15,7 +17,8 @@
   with and without mscale, explicit attention factor, ``truncate`` False).
 
     python -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install torch transformers safetensors numpy
-    /tmp/refvenv/bin/python tests/convert/make_llama_family_reference.py
+    /tmp/refvenv/bin/python tests/convert/make_llama_family_reference.py                      # all
+    /tmp/refvenv/bin/python tests/convert/make_llama_family_reference.py tiny_llama_head_dim  # one
 """
 
 import json
@@ -117,6 +120,16 @@ def tiny_qwen2():
     save("tiny_qwen2", model)
 
 
+def tiny_llama_head_dim():
+    torch.manual_seed(8)
+    model = perturbed(transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=32, rms_norm_eps=1e-5,
+        tie_word_embeddings=False, pad_token_id=0)))
+    assert model.model.layers[0].self_attn.q_proj.weight.shape == (64, 32)  # 4 heads x 16 from width 32
+    save("tiny_llama_head_dim", model)
+
+
 def tiny_llama_dynamic():
     """Dynamic NTK scaling past max_position_embeddings (8): logits on 16 ids, and both greedy
     loops: transformers' cached ``generate`` (keys keep the base of their step) and the recompute."""
@@ -164,14 +177,19 @@ def rope_reference():
     np.savez_compressed(HERE / "rope_reference.npz", **arrays)
 
 
+MAKERS = {"tiny_llama3": tiny_llama3, "tiny_mistral": tiny_mistral, "tiny_qwen2": tiny_qwen2,
+          "tiny_llama_dynamic": tiny_llama_dynamic, "tiny_llama_head_dim": tiny_llama_head_dim}
+
 if __name__ == "__main__":
+    import sys
+
     print("transformers", transformers.__version__, "torch", torch.__version__)
-    tiny_llama3()
-    tiny_mistral()
-    tiny_qwen2()
-    tiny_llama_dynamic()
-    rope_reference()
-    for name in ("tiny_llama3", "tiny_mistral", "tiny_qwen2", "tiny_llama_dynamic"):
+    names = sys.argv[1:] or [*MAKERS, "rope_reference"]
+    for name in names:
+        (rope_reference if name == "rope_reference" else MAKERS[name])()
+    for name in names:
+        if name == "rope_reference":
+            print("rope_reference.npz", os.path.getsize(HERE / "rope_reference.npz"))
+            continue
         for path in sorted((HERE / name).glob("*")) + [HERE / f"{name}_expected.npz"]:
             print(path.relative_to(HERE), os.path.getsize(path))
-    print("rope_reference.npz", os.path.getsize(HERE / "rope_reference.npz"))

@@ -66,7 +66,7 @@ def checkpoint_with_config(tmp_path, name, config):
 
 
 @pytest.fixture(scope="module", params=["tiny_llama3", "tiny_llama3-transformers5", "tiny_mistral", "tiny_qwen2",
-                                                "tiny_mixtral"])
+                                                "tiny_mixtral", "tiny_llama_head_dim"])
 def imported(request, tmp_path_factory):
     name, _, layout = request.param.partition("-")
     path = HERE / name
@@ -101,6 +101,8 @@ def test_imported_settings(imported):
             "original_max_position_embeddings": 64}
     elif name == "tiny_mistral":
         assert config.sliding_window == 4 and config.rope_scaling is None
+    elif name == "tiny_llama_head_dim":  # 4 heads x 16 over a width of 32
+        assert config.head_dim == 16 and model.backbone.blocks[0].self_attention.query_kernel.shape == (32, 4, 16)
     elif name == "tiny_mixtral":  # make_mixtral_reference.py: 4 experts, 2 a token, a sharp router
         assert (config.num_experts, config.experts_per_token, config.router_aux_loss_weight) == (4, 2, 0.001)
         assert type(model.backbone.blocks[0].feedforward).__name__ == "MixtureOfExperts"
@@ -182,7 +184,6 @@ def test_legacy_type_key_and_yarn_defaults_follow_transformers():
     ({"rope_scaling": {**LLAMA_3_1_8B["rope_scaling"], "beta_fast": 3}}, "unknown key"),
     ({"rope_parameters": {"rope_theta": 5e5, "rope_type": "linear", "factor": 2.0}}, "disagree"),
     ({"partial_rotary_factor": 0.5}, "partial_rotary_factor=0.5"),
-    ({"head_dim": 64}, "head_dim=64"),
 ])
 def test_unsupported_llama_settings_raise_checkpoint_errors_naming_them(change, message, tmp_path):
     values = {key: value for key, value in {**LLAMA_3_1_8B, **change}.items() if value is not None}
