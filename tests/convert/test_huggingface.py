@@ -13,6 +13,7 @@ from safetensors.numpy import load_file, save_file
 from keras_transformers import CausalLM, Encoder, MaskedLM, Seq2Seq
 from keras_transformers.convert import CheckpointError, from_huggingface, read_tensors
 from keras_transformers.models import sentence_embedding
+from tests.convert.references import seq2seq_inputs
 
 HERE = pathlib.Path(__file__).parent
 
@@ -70,9 +71,7 @@ def test_bart_logits_and_greedy_continuation_match_transformers():
     model, _ = from_huggingface(HERE / "tiny_bart")
     reference = expected("tiny_bart")
     assert isinstance(model, Seq2Seq)
-    logits = model({"encoder_token_ids": reference["source_ids"], "encoder_padding_mask": reference["source_mask"],
-                    "decoder_token_ids": reference["target_ids"],
-                    "decoder_padding_mask": reference["target_mask"]}).numpy()
+    logits = model(seq2seq_inputs(reference)).numpy()
     mask = reference["target_mask"].astype(bool)
     np.testing.assert_allclose(logits[mask], reference["logits"][mask], atol=1e-4)
     generated = model.generate(reference["source_ids"], max_new_tokens=8, start_token_id=2,

@@ -18,6 +18,7 @@ from keras_transformers.convert.reader import _Config
 from keras_transformers.convert.t5 import t5_config
 from keras_transformers.layers import relative_position_bucket
 from keras_transformers.preprocessing import Seq2SeqPreprocessor
+from tests.convert.references import seq2seq_inputs
 
 HERE = pathlib.Path(__file__).parent
 
@@ -49,9 +50,7 @@ def imported(request):
 def test_logits_and_cached_greedy_continuation_match_transformers(imported):
     name, model, reference = imported
     assert isinstance(model, Seq2Seq)
-    logits = model({"encoder_token_ids": reference["source_ids"], "encoder_padding_mask": reference["source_mask"],
-                    "decoder_token_ids": reference["target_ids"],
-                    "decoder_padding_mask": reference["target_mask"]}).numpy()
+    logits = model(seq2seq_inputs(reference)).numpy()
     mask = reference["target_mask"].astype(bool)
     np.testing.assert_allclose(logits[mask], reference["logits"][mask], atol=1e-4)
     # transformers' continuation recomputes everything each step; ours runs the cached loop.
@@ -85,8 +84,7 @@ print(model.config.position_encoding, model.config.head_dim)
 
 def test_the_imported_model_saves_and_loads_in_a_fresh_process_with_identical_logits(imported, tmp_path):
     name, model, reference = imported
-    inputs = {"encoder_token_ids": reference["source_ids"], "encoder_padding_mask": reference["source_mask"],
-              "decoder_token_ids": reference["target_ids"], "decoder_padding_mask": reference["target_mask"]}
+    inputs = seq2seq_inputs(reference)
     model.save(tmp_path / "t5.keras")
     np.savez(tmp_path / "inputs.npz", **inputs)
     result = subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(tmp_path / "t5.keras"),
@@ -163,8 +161,7 @@ def test_imported_t5_exports_to_onnx_and_savedmodel_with_parity(name, tmp_path):
     reference = np.load(HERE / f"{name}_expected.npz")
     export_onnx(model, tmp_path / "onnx", verify=False)
     session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
-    feeds = {"encoder_token_ids": reference["source_ids"], "encoder_padding_mask": reference["source_mask"],
-             "decoder_token_ids": reference["target_ids"], "decoder_padding_mask": reference["target_mask"]}
+    feeds = seq2seq_inputs(reference)
     logits = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})[0]
     mask = reference["target_mask"].astype(bool)
     np.testing.assert_allclose(logits[mask], reference["logits"][mask], atol=1e-4)
