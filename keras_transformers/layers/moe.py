@@ -4,8 +4,8 @@ import keras
 import tensorflow as tf
 
 from keras_transformers.layers.quantization import (
-    abs_max_quantize,
     add_int8,
+    assign_int8,
     check_mode,
     convert_if_int8_store,
     drop_variable,
@@ -102,10 +102,8 @@ class MixtureOfExperts(keras.layers.Layer):
         for name in _EXPERT_KERNELS:  # (E, in, out) -> output-major (E, out, in)
             values = getattr(self, f"{name}_kernel").numpy().transpose(0, 2, 1)
             drop_variable(self, f"{name}_kernel")
-            quantized, scale = abs_max_quantize(values)
             kernel, kernel_scale = add_int8(self, f"{name}_kernel", values.shape)
-            kernel.assign(quantized)
-            kernel_scale.assign(scale)
+            assign_int8(kernel, kernel_scale, values)
             self._set_int8(name, kernel, kernel_scale)
         set_int8_policy(self)
 

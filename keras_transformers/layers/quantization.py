@@ -49,6 +49,14 @@ def abs_max_quantize(values):
     return quantized, scale
 
 
+def assign_int8(kernel, scale, values):
+    """Fill an int8 ``kernel`` ``(..., out, in)`` and its ``scale`` ``(..., out)`` with
+    :func:`abs_max_quantize` of the float ``values`` (already output-major)."""
+    quantized, row_scale = abs_max_quantize(values)
+    kernel.assign(quantized)
+    scale.assign(row_scale)
+
+
 def int8_matmul(x, kernel, scale):
     """``(x·Qᵀ)·s``: ``x`` ``(..., in)`` float, ``kernel`` ``Q`` ``(out, in)`` int8, ``scale``
     ``(out,)`` → ``(..., out)`` in ``x``'s dtype.
@@ -150,11 +158,9 @@ class Int8TableMixin:
     def quantize(self, mode=None, type_check=True, config=None):
         check_mode(self, mode)
         values = getattr(self, self._table_attr).numpy()
-        quantized, scale = abs_max_quantize(values)
         drop_variable(self, self._table_attr)
         table, table_scale = add_int8(self, "embeddings", values.shape)
-        table.assign(quantized)
-        table_scale.assign(scale)
+        assign_int8(table, table_scale, values)
         setattr(self, self._table_attr, table)
         setattr(self, f"{self._table_attr}_scale", table_scale)
         self._is_quantized = True
@@ -200,10 +206,9 @@ class Int8AttentionMixin:
             drop_variable(self, f"{name}_kernel")
         for name in self._PROJECTIONS:
             value = values[name]
-            quantized, scale = abs_max_quantize(value.reshape(self._fan_in(name, value.shape), -1).T)
             kernel = self._int8_kernel(name, value.shape)
-            kernel.assign(quantized)
-            getattr(self, f"{name}_kernel_scale").assign(scale)
+            assign_int8(kernel, getattr(self, f"{name}_kernel_scale"),
+                        value.reshape(self._fan_in(name, value.shape), -1).T)
             setattr(self, f"{name}_kernel", kernel)
         set_int8_policy(self)
 
@@ -247,11 +252,9 @@ class Int8Dense(keras.layers.Dense):
             raise ValueError(f"Cannot quantize layer '{self.name}' while LoRA is enabled on it: "
                              "merge the adapters first.")
         kernel = self._kernel.numpy()
-        quantized, scale = abs_max_quantize(kernel.T)
         drop_variable(self, "_kernel")
         self.quantized_build(kernel.shape, mode, config)
-        self._kernel.assign(quantized)
-        self.kernel_scale.assign(scale)
+        assign_int8(self._kernel, self.kernel_scale, kernel.T)
         set_int8_policy(self)
 
     def _int8_build(self, kernel_shape, config=None):
