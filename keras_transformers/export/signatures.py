@@ -176,14 +176,14 @@ def _generate_text(model, settings):
             seed = tf.constant([0, int(settings["seed"] or 0) % 2**31], tf.int32)
         else:  # a fresh seed per request
             seed = tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int32)
+        prompt_ids = prompts.to_tensor(c.pad_token_id)
         prompt_lengths = tf.cast(prompts.row_lengths(), tf.int32)
         # The token buffer (= cache) holds each prompt and its new tokens.
-        buffer = tf.pad(prompts.to_tensor(c.pad_token_id), [[0, 0], [0, max_new_tokens]],
-                        constant_values=c.pad_token_id)
+        width = tf.shape(prompt_ids)[1] + max_new_tokens
         tokens, new_lengths, nonfinite = loop(
-            buffer, prompt_lengths, tf.ones_like(prompt_lengths, tf.bool), tf.constant(max_new_tokens),
-            extra_inputs, seed, stop, tf.constant(float(settings["temperature"] or 1.0)),
-            tf.constant(float(settings["top_p"] or 1.0)), tf.constant(float(settings["length_penalty"])))
+            prompt_ids, prompt_lengths, width, tf.constant(max_new_tokens), extra_inputs, seed, stop,
+            tf.constant(float(settings["temperature"] or 1.0)), tf.constant(float(settings["top_p"] or 1.0)),
+            tf.constant(float(settings["length_penalty"])))
         steps = tf.range(max_new_tokens)[None, :]
         new = tf.gather(tokens, prompt_lengths[:, None] + steps, batch_dims=1)
         new = tf.where(steps < new_lengths[:, None], new, c.pad_token_id)

@@ -12,9 +12,10 @@ A model takes part through two functions (see ``CausalLM.generation_functions``)
 Row ``b``'s new tokens go to positions ``prompt_lengths[b], prompt_lengths[b] + 1, ...`` of a
 ``(batch, width)`` token buffer (the prompts, right-padded to ``width >= prompt_len +
 max_new_tokens``) and of a cache of ``width`` slots, so a batch of prompts of different lengths
-decodes in lockstep with no gaps. ``max_new_tokens`` is a tensor: one compiled loop serves every
-count that fits the buffer. Everything runs inside one ``tf.function(jit_compile=True)``: one
-``tf.while_loop``, no host round trip per token.
+decodes in lockstep with no gaps. The prefill runs over the prompts' own width only; under XLA
+``width`` is a compile-time constant (one program per value, as for a shape). ``max_new_tokens``
+is a tensor: one compiled loop serves every count that fits the buffer. Everything runs inside
+one ``tf.function(jit_compile=True)``: one ``tf.while_loop``, no host round trip per token.
 
 Non-finite logits (NaN or inf, from NaN weights or an overflow) never become a token: the row
 stops before that token, its ``nonfinite`` flag is set, and the rest of the row is padding.
@@ -33,6 +34,12 @@ def _write_tokens(tokens, token_ids, positions):
     return tf.tensor_scatter_nd_update(tokens, tf.stack([batch_index, positions], axis=-1), token_ids)
 
 
+def token_buffer(prompt_ids, width, pad_token_id):
+    """The ``(batch, width)`` token buffer: ``prompt_ids`` ``(batch, prompt_len)``, then
+    ``pad_token_id`` up to ``width``."""
+    return tf.pad(prompt_ids, [[0, 0], [0, width - tf.shape(prompt_ids)[1]]], constant_values=pad_token_id)
+
+
 def _is_stop(token_ids, stop_token_ids):
     return tf.reduce_any(token_ids[:, None] == stop_token_ids[None, :], axis=-1)
 
@@ -42,15 +49,16 @@ def finite_rows(logits):
     return tf.reduce_all(tf.math.is_finite(logits), axis=-1)
 
 
-def sample(prefill, step, prompt_ids, prompt_lengths, max_new_tokens, seed, stop_token_ids,
+def sample(prefill, step, prompt_ids, prompt_lengths, width, max_new_tokens, seed, stop_token_ids,
            pad_token_id, greedy=True, temperature=1.0, top_k=None, top_p=None, active=None):
     """Greedy decoding or sampling; see :func:`select_next_token` for the settings.
 
     Args:
         prefill, step: the model's functions (module docstring).
-        prompt_ids: ``(batch, width)`` int32, each row its prompt then padding; ``width`` is
-            the cache size and must hold each prompt plus ``max_new_tokens``.
+        prompt_ids: ``(batch, prompt_len)`` int32, each row its prompt then padding.
         prompt_lengths: ``(batch,)`` int32, each ``>= 1``.
+        width: int scalar, the token buffer's and the cache's size; it must hold each prompt
+            plus ``max_new_tokens``.
         max_new_tokens: int scalar (Python or tensor).
         seed: ``(2,)`` int tensor; step ``i`` samples with ``seed + [0, i]``.
         stop_token_ids: ``(n,)`` int32; a row ends after emitting one, the rest is padding.
@@ -64,7 +72,6 @@ def sample(prefill, step, prompt_ids, prompt_lengths, max_new_tokens, seed, stop
         tokens, then padding), the ``(batch,)`` number of new tokens per row (a stop token
         counts), and ``(batch,)`` bool, True where the row stopped on non-finite logits.
     """
-    cache_length = tf.shape(prompt_ids)[1]
     if active is None:
         active = tf.ones_like(prompt_lengths, tf.bool)
 
@@ -72,11 +79,11 @@ def sample(prefill, step, prompt_ids, prompt_lengths, max_new_tokens, seed, stop
         step_seed = seed + tf.stack([0, i])
         return select_next_token(logits, step_seed, greedy, temperature, top_k, top_p)
 
-    logits, cache, context = prefill(prompt_ids, prompt_lengths, cache_length)
+    logits, cache, context = prefill(prompt_ids, prompt_lengths, width)
     nonfinite = active & tf.logical_not(finite_rows(logits))
     alive = active & tf.logical_not(nonfinite)
     token = tf.where(alive, choose(logits, 0), pad_token_id)
-    tokens = _write_tokens(prompt_ids, token, prompt_lengths)
+    tokens = _write_tokens(token_buffer(prompt_ids, width, pad_token_id), token, prompt_lengths)
     new_lengths = tf.cast(alive, tf.int32)
     done = tf.logical_not(alive) | _is_stop(token, stop_token_ids)
 
@@ -98,7 +105,7 @@ def sample(prefill, step, prompt_ids, prompt_lengths, max_new_tokens, seed, stop
     return tokens, new_lengths, nonfinite
 
 
-def beam_search(prefill, step, prompt_ids, prompt_lengths, max_new_tokens, stop_token_ids,
+def beam_search(prefill, step, prompt_ids, prompt_lengths, width, max_new_tokens, stop_token_ids,
                 pad_token_id, num_beams, length_penalty=1.0, active=None):
     """Beam search: keep the ``num_beams`` highest-scoring continuations of each prompt.
 
@@ -116,17 +123,16 @@ def beam_search(prefill, step, prompt_ids, prompt_lengths, max_new_tokens, stop_
     """
     batch = prompt_ids.shape[0] or tf.shape(prompt_ids)[0]  # static when known: loop shapes stay fixed
     beams = num_beams
-    cache_length = tf.shape(prompt_ids)[1]
     if active is None:
         active = tf.ones_like(prompt_lengths, tf.bool)
-    logits, cache, context = prefill(prompt_ids, prompt_lengths, cache_length)
+    logits, cache, context = prefill(prompt_ids, prompt_lengths, width)
 
     def per_beam(tensor):  # (batch, ...) -> (batch * beams, ...), each row repeated
         return tf.repeat(tensor, beams, axis=0)
 
     cache, context, logits = tf.nest.map_structure(per_beam, (cache, context, logits))
     lengths = per_beam(prompt_lengths)
-    tokens = per_beam(prompt_ids)
+    tokens = per_beam(token_buffer(prompt_ids, width, pad_token_id))
     # All beams start as the same prompt: only the first may expand, so the first step picks
     # ``beams`` distinct tokens.
     scores = tf.tile(tf.constant([[0.0] + [_NEG_INF] * (beams - 1)]), [batch, 1])

@@ -9,12 +9,15 @@ What compiles, and how often:
 * one ``tf.function`` trace per model and *static setting* (``num_beams``, greedy or not,
   ``top_k``, top-p or not, ``jit_compile``, pad id): its inputs have unknown shapes, and
   ``max_new_tokens``, temperature, ``top_p``, seed and stop tokens are tensors;
-* one XLA program per trace and *input shape*, and every shape is bucketed to a power of
-  two: the batch (extra rows decode nothing and are dropped), the buffer width
+* one XLA program per trace and *input shape* (and buffer width, a compile-time constant), and
+  every one is bucketed to a power of two: the batch (extra rows decode nothing and are
+  dropped), the prompts' width (at least 8: the prefill runs over it), the buffer width
   ``longest prompt + max_new_tokens`` (at least 16, at most ``max_length``; the loop stops
   after ``max_new_tokens`` and the extra columns are cut), the number of stop tokens, and a
   seq2seq source's length (at least 8). A model with ``max_length=1024`` thus has at most
-  ``log2(batch) + 1`` times 7 widths of programs per setting, however varied the calls.
+  ``log2(batch) + 1`` times 35 (prompt width, buffer width) pairs of programs per setting,
+  however varied the calls; a fixed ``max_new_tokens`` meets one or two prompt widths per
+  buffer width.
 
 The traces are kept in a least-recently-used cache of :data:`CACHE_SIZE` settings per model
 (:func:`cache_info`). XLA keeps each compiled program for the life of the process (TensorFlow
@@ -37,6 +40,7 @@ CACHE_SIZE = 8
 """How many static settings' decode functions each model keeps (least recently used evicted)."""
 
 MIN_WIDTH = 16  # the narrowest token buffer (= cache) compiled
+MIN_PROMPT_WIDTH = 8  # the narrowest prompts (= prefill) compiled
 MIN_SOURCE_LENGTH = 8
 
 _functions = weakref.WeakKeyDictionary()  # model -> OrderedDict {static setting: concrete function}
@@ -270,10 +274,9 @@ def generate(model, prompt_ids, prompt_lengths, max_new_tokens, *, max_length, t
     batch = len(prompt_lengths)
     rows = bucket(batch)
     width = bucket(longest + max_new_tokens, MIN_WIDTH, max_length)
-    ids = pad_rows(pad_to_bucket(prompt_ids, prompt_lengths, max_length, pad_token_id, width=width),
+    ids = pad_rows(pad_to_bucket(prompt_ids, prompt_lengths, width, pad_token_id, MIN_PROMPT_WIDTH),
                    rows, pad_token_id)
-    lengths = pad_rows(prompt_lengths.astype(np.int32), rows, 1)
-    active = np.arange(rows) < batch
+    lengths = pad_rows(prompt_lengths.astype(np.int32), rows, 0)  # 0: a row that only pads the batch
     # Negative ids never match a token: they pad the stop list to a bucketed length.
     stop = np.concatenate([stop, np.full(bucket(stop.size) - stop.size, -1, np.int32)])
     extra = tuple(tf.constant(_repeat_last(np.asarray(t), rows)) for t in extra_inputs)
@@ -284,8 +287,8 @@ def generate(model, prompt_ids, prompt_lengths, max_new_tokens, *, max_length, t
               jit_compile, int(pad_token_id))
     if not model.built:  # create every weight before tracing, as a first call would
         model.build(None)
-    inputs = (tf.constant(ids), tf.constant(lengths), tf.constant(active), tf.constant(int(max_new_tokens)),
-              extra, tf.constant([0, int(seed) % 2**31], tf.int32), tf.constant(stop),
+    inputs = (tf.constant(ids), tf.constant(lengths), tf.constant(width, tf.int32),
+              tf.constant(int(max_new_tokens)), extra, tf.constant([0, int(seed) % 2**31], tf.int32), tf.constant(stop),
               tf.constant(float(temperature or 1.0)), tf.constant(float(top_p or 1.0)),
               tf.constant(float(length_penalty)))
     tokens, new_lengths, nonfinite = compiled_function(model, static, inputs)(*inputs)
@@ -322,16 +325,17 @@ def _spec(tensor):
 
 def compiled_function(model, static, inputs):
     """The concrete decode function of ``model`` for ``static``, traced once with every
-    input shape unknown (so XLA compiles one program per shape and reuses it), from the
-    model's LRU cache of :data:`CACHE_SIZE` settings."""
+    input shape unknown (so XLA compiles one program per shape and buffer width, and reuses
+    it), from the model's LRU cache of :data:`CACHE_SIZE` settings."""
     functions = _functions.setdefault(model, collections.OrderedDict())
     programs = _programs.setdefault(model, set())
-    programs.add((static, tuple(tuple(t.shape) for t in tf.nest.flatten(inputs))))
+    width = int(inputs[2])  # a compile-time constant of the program, as the shapes are
+    programs.add((static, width, tuple(tuple(t.shape) for t in tf.nest.flatten(inputs))))
     if static in functions:
         functions.move_to_end(static)
         return functions[static]
     specs = tf.nest.map_structure(_spec, inputs)
-    specs = (*specs[:4], specs[4], tf.TensorSpec([2], tf.int32), *specs[6:])  # the seed is (2,)
+    specs = (*specs[:5], tf.TensorSpec([2], tf.int32), *specs[6:])  # the seed is (2,)
     with jit_compile_scope(static[4]):  # the attention core follows the loop: XLA or not
         function = decode_function(model, static).get_concrete_function(*specs)
     functions[static] = function
@@ -346,30 +350,33 @@ def decode_function(model, static):
     signatures of :mod:`keras_transformers.export` call it inside their graph.
 
     ``static`` is ``(num_beams, greedy, top_k, use_top_p, jit_compile, pad_token_id)``; the
-    function takes ``(prompt_ids, prompt_lengths, active, max_new_tokens, extra_inputs, seed,
-    stop_token_ids, temperature, top_p, length_penalty)`` (``prompt_ids`` ``(batch, width)``:
-    each prompt right-padded to the cache width, which must hold it plus ``max_new_tokens``;
-    ``active`` ``(batch,)`` bool: the rows to decode) and returns ``(tokens, new_lengths,
-    nonfinite)`` as :func:`~keras_transformers.generation.decoding.sample` does, with every
-    token after a row's end set to ``pad_token_id``.
+    function takes ``(prompt_ids, prompt_lengths, width, max_new_tokens, extra_inputs, seed,
+    stop_token_ids, temperature, top_p, length_penalty)`` (``prompt_ids`` ``(batch,
+    prompt_len)``: each prompt right-padded; ``prompt_lengths`` ``(batch,)``, 0 for a row that
+    only pads the batch and decodes nothing; ``width`` the token buffer's (= cache's) size,
+    which must hold each prompt plus ``max_new_tokens``) and returns ``(tokens, new_lengths,
+    nonfinite)`` as :func:`~keras_transformers.generation.decoding.sample` does (``tokens``
+    ``(batch, width)``), with every token after a row's end set to ``pad_token_id``.
     """
     num_beams, greedy, top_k, use_top_p, jit_compile, pad_token_id = static
     prefill, step = model.generation_functions()
 
-    def decode(prompt_ids, prompt_lengths, active, max_new_tokens, extra_inputs, seed, stop_token_ids,
+    def decode(prompt_ids, prompt_lengths, width, max_new_tokens, extra_inputs, seed, stop_token_ids,
                temperature, top_p, length_penalty):
         _trace_counts[model] = _trace_counts.get(model, 0) + 1  # runs only when tracing
+        active = prompt_lengths > 0
+        prompt_lengths = tf.maximum(prompt_lengths, 1)  # a padding row reads its first token
 
         def prefill_with_inputs(ids, lengths, cache_length):
             return prefill(ids, lengths, cache_length, *extra_inputs)
 
         if num_beams > 1:
             tokens, new_lengths, nonfinite = decoding.beam_search(
-                prefill_with_inputs, step, prompt_ids, prompt_lengths, max_new_tokens,
+                prefill_with_inputs, step, prompt_ids, prompt_lengths, width, max_new_tokens,
                 stop_token_ids, pad_token_id, num_beams, length_penalty, active=active)
         else:
             tokens, new_lengths, nonfinite = decoding.sample(
-                prefill_with_inputs, step, prompt_ids, prompt_lengths, max_new_tokens, seed,
+                prefill_with_inputs, step, prompt_ids, prompt_lengths, width, max_new_tokens, seed,
                 stop_token_ids, pad_token_id, greedy=greedy, temperature=temperature, top_k=top_k,
                 top_p=top_p if use_top_p else None, active=active)
         ends = prompt_lengths + new_lengths
