@@ -288,8 +288,8 @@ def generate(model, prompt_ids, prompt_lengths, max_new_tokens, *, max_length, t
     if not model.built:  # create every weight before tracing, as a first call would
         model.build(None)
     inputs = (tf.constant(ids), tf.constant(lengths), tf.constant(width, tf.int32),
-              tf.constant(int(max_new_tokens)), extra, tf.constant([0, int(seed) % 2**31], tf.int32), tf.constant(stop),
-              tf.constant(float(temperature or 1.0)), tf.constant(float(top_p or 1.0)),
+              tf.constant(int(max_new_tokens)), extra, tf.constant([0, int(seed) % 2**31], tf.int32),
+              tf.constant(stop), tf.constant(float(temperature or 1.0)), tf.constant(float(top_p or 1.0)),
               tf.constant(float(length_penalty)))
     tokens, new_lengths, nonfinite = compiled_function(model, static, inputs)(*inputs)
     nonfinite = nonfinite.numpy()[:batch]

@@ -200,6 +200,31 @@ def test_same_shaped_calls_trace_once():
     assert trace_count(lm) == 1 and cache_info(lm)["programs"] == 2
 
 
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_the_prefill_runs_over_the_prompts_bucket_into_a_cache_of_the_buffer_width(monkeypatch, num_beams):
+    lm = causal_lm()  # its own decode loops: traced afresh with the recording prefill
+    prefill, step = lm.generation_functions()
+    seen = []
+
+    def record(shape, cache_length, lengths):  # runs when the graph runs: the real values
+        seen.append((tuple(shape.numpy()), int(cache_length), lengths.numpy().tolist()))
+        return 0
+
+    def recording_prefill(prompt_ids, prompt_lengths, cache_length):
+        recorded = tf.py_function(record, [tf.shape(prompt_ids), cache_length, prompt_lengths], tf.int32)
+        with tf.control_dependencies([recorded]):
+            return prefill(tf.identity(prompt_ids), prompt_lengths, cache_length)
+
+    expected = lm.generate(PROMPTS, max_new_tokens=20, num_beams=num_beams)["token_ids"]
+    monkeypatch.setattr(lm, "generation_functions", lambda: (recording_prefill, step))
+    # A graph loop: py_function cannot run under XLA.
+    outputs = lm.generate(PROMPTS, max_new_tokens=20, num_beams=num_beams, jit_compile=False)
+    # 3 prompts -> 4 rows (the padding row reads one token); longest 5 -> 8 columns;
+    # 5 + 20 new tokens -> a buffer (= cache) of 32 slots.
+    assert seen == [((4, 8), 32, [5, 1, 3, 1])]
+    np.testing.assert_array_equal(outputs["token_ids"], expected)
+
+
 def test_jit_compile_false_gives_the_same_tokens(lm):
     np.testing.assert_array_equal(lm.generate(PROMPTS, max_new_tokens=4, jit_compile=False)["token_ids"],
                                   lm.generate(PROMPTS, max_new_tokens=4)["token_ids"])
