@@ -13,6 +13,7 @@ from keras_transformers.layers.rope_scaling import (
     inverse_frequencies,
 )
 from keras_transformers.ops.checks import check_ids_in_range
+from keras_transformers.ops.matmul import matmul_transposed
 
 
 def _angles(sequence, positions, dim, max_wavelength):
@@ -79,8 +80,7 @@ class TokenEmbedding(Int8TableMixin, keras.layers.Layer):
         """Tied output projection: logits ``= hidden · Eᵀ``, ``(..., hidden)`` → ``(..., vocab)``."""
         if self.quantization_mode == "int8":
             return int8_matmul(hidden, self.embeddings, self.embeddings_scale)
-        embeddings = tf.cast(self.embeddings, hidden.dtype)
-        return tf.matmul(hidden, embeddings, transpose_b=True)
+        return matmul_transposed(hidden, tf.cast(self.embeddings, hidden.dtype))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape, self.hidden_size)

@@ -9,10 +9,10 @@ scale per output channel (row of ``Q``), symmetric abs-max:
     x·W ≈ (x·Qᵀ) · s                      (the scale is applied to the product's columns)
 
 Only the weights are int8; inputs and the product stay float (weight-only int8). Decoding at
-batch 1 is a matrix-vector product, bound by reading the weights: with ``Q`` output-major and
-one row ``x``, :func:`int8_matmul` is a true matrix-vector product, which XLA on CPU fuses with
-the ``int8 → float`` conversion of ``Q`` and walks row by row, so each weight is read once as
-one byte (4x fewer bytes than float32). Measured on XLA/CPU (benchmarks/quantize_decode.py):
+batch 1 is a matrix-vector product, bound by reading the weights: with ``Q`` output-major,
+:func:`int8_matmul` is ``x·Qᵀ`` (:func:`~keras_transformers.ops.matmul_transposed`), which XLA
+on CPU fuses with the ``int8 → float`` conversion of ``Q``, so each weight is read once as one
+byte (4x fewer bytes than float32). Measured on XLA/CPU (benchmarks/quantize_decode.py):
 a dequantized ``(in, out)`` kernel is not fused that way (read column by column, or
 materialized as float32: slower than float32), and Keras' own int8 ``Dense`` (inputs quantized
 too, int8 x int8 → int32) was no faster than float32 at one row inside a decoding step.
@@ -31,6 +31,8 @@ model's ``.keras`` file loads whatever dtype its sublayers were constructed with
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_transformers.ops.matmul import matmul_transposed
 
 INT8_MAX = 127.0
 
@@ -61,19 +63,11 @@ def int8_matmul(x, kernel, scale):
     """``(x·Qᵀ)·s``: ``x`` ``(..., in)`` float, ``kernel`` ``Q`` ``(out, in)`` int8, ``scale``
     ``(out,)`` → ``(..., out)`` in ``x``'s dtype.
 
-    One row (static leading size 1: decoding at batch 1) is a matrix-vector product whose
-    int8 → float conversion XLA fuses into it (the kernel is read once, as bytes); more rows
-    multiply by the dequantized kernel (materialized once per call, a cost the rows share).
+    The product is :func:`~keras_transformers.ops.matmul_transposed` of the converted kernel:
+    XLA fuses the ``int8 → float`` conversion into it (the kernel is read once, as bytes).
     """
-    out_features, in_features = kernel.shape
-    weights = tf.cast(kernel, x.dtype)
-    leading = x.shape[:-1]
-    if leading.is_fully_defined() and leading.num_elements() == 1:
-        product = tf.linalg.matvec(weights, tf.reshape(x, [in_features]))
-        return tf.reshape(product * tf.cast(scale, x.dtype), [*leading.as_list(), out_features])
-    rows = tf.reshape(x, [-1, in_features])
-    product = tf.matmul(rows, weights, transpose_b=True) * tf.cast(scale, x.dtype)
-    return tf.reshape(product, tf.concat([tf.shape(x)[:-1], [out_features]], 0))
+    product = matmul_transposed(x, tf.cast(kernel, x.dtype))
+    return product * tf.cast(scale, x.dtype)
 
 
 def int8_gather(table, scale, ids, dtype):

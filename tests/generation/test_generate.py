@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_transformers import CausalLM, Seq2Seq
 from keras_transformers.generation import cache_info, generate_uncached, trace_count
+from keras_transformers.ops.matmul import SINGLE_ROW_FORM_MIN_SIZE
 from tests.models.helpers import tiny_config
 
 PROMPTS = [[5, 17, 3, 44, 9], [8], [30, 2, 61]]  # different lengths, batched
@@ -228,6 +229,23 @@ def test_the_prefill_runs_over_the_prompts_bucket_into_a_cache_of_the_buffer_wid
 def test_jit_compile_false_gives_the_same_tokens(lm):
     np.testing.assert_array_equal(lm.generate(PROMPTS, max_new_tokens=4, jit_compile=False)["token_ids"],
                                   lm.generate(PROMPTS, max_new_tokens=4)["token_ids"])
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_a_head_large_enough_for_the_single_row_form_decodes_as_without_xla(quantized):
+    # A tied table of 2**19 entries: at batch 1 under XLA the head is matmul(h, transpose(E))
+    # (ops.matmul_transposed), at batch 2 and without XLA the transposed dot.
+    lm = causal_lm(vocab_size=SINGLE_ROW_FORM_MIN_SIZE // 32, hidden_size=32)
+    if quantized:
+        lm.build(None)
+        lm.quantize("int8")
+    for prompts in ([PROMPTS[0]], PROMPTS[:2]):
+        compiled = lm.generate(prompts, max_new_tokens=6)
+        np.testing.assert_array_equal(compiled["token_ids"],
+                                      lm.generate(prompts, max_new_tokens=6, jit_compile=False)["token_ids"])
+    if not quantized:
+        assert rows(compiled)[0] == greedy_by_recompute(lm, PROMPTS[0], 6)
+        assert len(set(rows(compiled)[0][5:])) > 1  # not degenerate
 
 
 def test_cache_is_kept_in_the_compute_dtype_under_mixed_precision():
