@@ -10,7 +10,7 @@ Each is timed as a decoding step runs it: ``--steps`` steps of ``logits = xÂ·Wáµ
 (the next state depends on the token, so nothing is hoisted out of the loop), in one XLA while
 loop whose rows are unknown while tracing, as in ``generate``. ``chosen`` is
 :func:`keras_transformers.ops.matmul_transposed`, which takes ``single_row`` for one row of a
-weight of ``>= 2**19`` entries and ``transposed_dot`` otherwise; ``chosen_over_best`` says how
+weight ``>= 128`` wide (``in``) and ``transposed_dot`` otherwise; ``chosen_over_best`` says how
 close its choice comes to the faster form (1.0 = it picked the faster one). Steps/s, medians of
 ``--repeats`` calls, forms alternating.
 
@@ -38,8 +38,10 @@ FORMS = {
     "single_row": lambda x, w: tf.matmul(x, tf.transpose(w)),
     "chosen": matmul_transposed,
 }
-# (out, in): the benchmark shapes' tied heads and gpt2_small's kernels, around the threshold.
-WEIGHTS = [(64, 32), (2048, 64), (8192, 64), (50257, 64), (50257, 128), (50257, 768), (3072, 768)]
+# (out, in): the generation benchmark's tied heads (64 x 32, 50,257 x 128, 50,257 x 768), a
+# gpt2_small kernel (3,072 x 768), and tables either side of the 128-wide threshold.
+WEIGHTS = [(64, 32), (8192, 64), (50257, 64), (512, 128), (8192, 128), (50257, 128), (50257, 768),
+           (3072, 768)]
 
 
 def head_loop(weights, form, steps):

@@ -9,9 +9,7 @@ from keras_transformers.layers.quantization import Int8AttentionMixin, check_not
 from keras_transformers.layers.rope_scaling import check_rope_scaling
 from keras_transformers.ops import cache_causal_mask, scaled_dot_product_attention, update_cache
 from keras_transformers.ops.attention import IMPLEMENTATIONS, check_sliding_window
-
-
-_TWO_ROW_MIN_KERNEL_SIZE = 4096
+from keras_transformers.ops.matmul import TWO_ROW_MIN_KERNEL_SIZE, count_rows, one_row_form, two_rows
 
 
 @keras.saving.register_keras_serializable(package="keras_transformers")
@@ -209,21 +207,36 @@ class MultiHeadAttention(Int8AttentionMixin, keras.layers.Layer):
     def _project(x, kernel, bias):
         """``(batch, seq, hidden) · (hidden, heads, dim)`` → ``(batch, heads, seq, dim)``.
 
-        A single row (one token of one sequence: decoding at batch 1) is multiplied as two
-        copies of itself, with the kernel viewed as ``(hidden, heads·dim)``: XLA on CPU emits
-        a one-row product as a loop fusion that recomputes its input (the layer norm before
-        attention) for every output column and reads the kernel column by column, about 4x
-        slower than the real matrix product two rows get; the kernel is still read once.
-        Tiny kernels (under 4,096 weights) skip this: there the extra ops cost more than it saves.
-        """
+        One row (decoding at batch 1) under XLA is :func:`~keras_transformers.ops.matmul_rows`'
+        two-row form, with the kernel viewed as ``(hidden, heads·dim)``; otherwise an einsum."""
         hidden, heads, dim = kernel.shape
-        if x.shape[0] == 1 and x.shape[1] == 1 and hidden * heads * dim >= _TWO_ROW_MIN_KERNEL_SIZE:
-            row = tf.reshape(x, [1, hidden])
-            projected = tf.matmul(tf.concat([row, row], axis=0), tf.reshape(kernel, [hidden, heads * dim]))
-            projected = tf.reshape(projected[:1], [1, heads, 1, dim])
-        else:
-            projected = tf.einsum("bsh,hnd->bnsd", x, kernel)
+
+        def one_row():
+            shape = tf.shape(x)
+            product = two_rows(x, tf.reshape(kernel, [hidden, heads * dim]))
+            return tf.transpose(tf.reshape(product, [shape[0], shape[1], heads, dim]), [0, 2, 1, 3])
+
+        projected = one_row_form(count_rows(x), one_row, lambda: tf.einsum("bsh,hnd->bnsd", x, kernel),
+                                 hidden * heads * dim >= TWO_ROW_MIN_KERNEL_SIZE)
+        projected.set_shape([x.shape[0], heads, x.shape[1], dim])
         return projected if bias is None else projected + bias[:, None, :]
+
+    @staticmethod
+    def _merge_heads(outputs, kernel):
+        """``(batch, heads, seq, dim) · (heads, dim, hidden)`` → ``(batch, seq, hidden)``, one row
+        in the two-row form as :meth:`_project`."""
+        heads, dim, hidden = kernel.shape
+
+        def one_row():
+            shape = tf.shape(outputs)
+            merged = tf.reshape(tf.transpose(outputs, [0, 2, 1, 3]), [shape[0], shape[2], heads * dim])
+            return two_rows(merged, tf.reshape(kernel, [heads * dim, hidden]))
+
+        merged = one_row_form(count_rows(outputs, (0, 2)), one_row,
+                              lambda: tf.einsum("bnsd,ndh->bsh", outputs, kernel),
+                              heads * dim * hidden >= TWO_ROW_MIN_KERNEL_SIZE)
+        merged.set_shape([outputs.shape[0], outputs.shape[2], hidden])
+        return merged
 
     def _input_projection(self, name, x):
         if self.quantization_mode == "int8":
@@ -273,7 +286,7 @@ class MultiHeadAttention(Int8AttentionMixin, keras.layers.Layer):
         if self.quantization_mode == "int8":
             outputs = self._int8_output_projection(outputs)
         else:
-            outputs = tf.einsum("bnsd,ndh->bsh", outputs, self.adapted_kernel("output"))
+            outputs = self._merge_heads(outputs, self.adapted_kernel("output"))
         if self.output_bias is not None:
             outputs = outputs + self.output_bias
         results = (outputs, weights) if return_attention_weights else (outputs,)

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transformers.ops.matmul import matmul_transposed
+from keras_transformers.ops.matmul import matmul_rows, matmul_transposed
 
 INT8_MAX = 127.0
 
@@ -234,7 +234,8 @@ class Int8AttentionMixin:
 class Int8Dense(keras.layers.Dense):
     """``keras.layers.Dense`` whose ``quantize("int8")`` is weight-only and output-major.
 
-    Float behaviour, variables and checkpoint layout are ``Dense``'s. Int8: ``kernel`` ``Q``
+    Float behaviour, variables and checkpoint layout are ``Dense``'s (the product is
+    :func:`~keras_transformers.ops.matmul_rows`). Int8: ``kernel`` ``Q``
     ``(units, in)`` int8 and ``kernel_scale`` ``s`` ``(units,)``, ``y = (x·Qᵀ)·s + b``
     (:func:`int8_matmul`); Keras' own int8 ``Dense`` keeps ``(in, units)`` and quantizes the
     inputs too. A float-built ``Int8Dense`` loads an int8 file (it converts itself first).
@@ -250,6 +251,13 @@ class Int8Dense(keras.layers.Dense):
         self.quantized_build(kernel.shape, mode, config)
         assign_int8(self._kernel, self.kernel_scale, kernel.T)
         set_int8_policy(self)
+
+    def call(self, inputs, training=None):
+        # Dense's float call, with one row (decoding at batch 1) in XLA's fast form (matmul_rows).
+        x = matmul_rows(inputs, self.kernel, matmul=keras.ops.matmul)
+        if self.bias is not None:
+            x = keras.ops.add(x, self.bias)
+        return self.activation(x) if self.activation is not None else x
 
     def _int8_build(self, kernel_shape, config=None):
         self._kernel, self.kernel_scale = add_int8(self, "kernel", (kernel_shape[1], kernel_shape[0]))

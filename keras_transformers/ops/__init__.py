@@ -1,4 +1,4 @@
-"""Pure functions with no weights: the attention core, the key/value cache, GELU, ``x·Wᵀ``."""
+"""Pure functions with no weights: the attention core, the key/value cache, GELU, the one-row-aware products."""
 
 from keras_transformers.ops.activations import gelu
 from keras_transformers.ops.attention import (
@@ -10,7 +10,7 @@ from keras_transformers.ops.attention import (
 )
 from keras_transformers.ops.cache import cache_causal_mask, update_cache
 from keras_transformers.ops.chunked_attention import chunked_attention
-from keras_transformers.ops.matmul import matmul_transposed
+from keras_transformers.ops.matmul import matmul_rows, matmul_transposed
 
 __all__ = [
     "cache_causal_mask",
@@ -19,6 +19,7 @@ __all__ = [
     "gelu",
     "get_jit_compile",
     "jit_compile_scope",
+    "matmul_rows",
     "matmul_transposed",
     "scaled_dot_product_attention",
     "set_jit_compile",

@@ -1,33 +1,97 @@
-"""``x·Wᵀ`` for an output-major weight ``W`` ``(out, in)``: the tied head's embedding table, an
-int8 kernel (:mod:`keras_transformers.layers.quantization`).
+"""Products with a weight where XLA on CPU needs the one-row case (decoding at batch 1) written
+differently: :func:`matmul_rows` ``x·K`` for an input-major kernel ``(in, out)`` (attention
+and feed-forward projections), :func:`matmul_transposed` ``x·Wᵀ`` for an output-major weight
+``W`` ``(out, in)`` (the tied head's embedding table, an int8 kernel).
 
-Which form of the product is fastest on XLA/CPU depends on the number of rows. Measured
-(benchmarks/head_layout.py: ``H`` steps of ``logits = x·Wᵀ`` then argmax, in one XLA while
-loop, as a decoding step runs it): with **one row** (decoding at batch 1) and a table of
-``>= 2**19`` entries, ``tf.matmul(x, tf.transpose(W))`` is 1.1-2.5x faster than the transposed
-dot ``tf.matmul(x, W, transpose_b=True)`` (GPT-2's ``50,257 x 128`` table: 2.2-2.5x; ``50,257
-x 768``: 1.2-1.4x); with 2 rows or more the two are level within 3%; for small tables the
-transposed dot is faster (``64 x 32``: 1.3x). So the single-row form is taken only under XLA,
-only for large weights, and only where the rows are one; outside XLA (TF Serving on CPU, ONNX)
-the transpose would copy ``W`` at every call, so the transposed dot is the only form.
+A product of one row by an input-major kernel: XLA on CPU emits it as a loop fusion that
+recomputes its input (the layer norm before it) for every output column and reads the kernel
+column by column; two copies of the row get the real matrix product, about 2x faster for a
+decoding step (``small`` shape: 179 -> 84 us per step for the 4 blocks); kernels under 4,096
+weights skip this, where the extra ops cost more than they save.
+
+A product with an output-major weight: which form of the product is fastest on XLA/CPU depends on the rows and on ``in``. Measured
+(``benchmarks/head_layout.py``: steps of ``logits = x·Wᵀ`` then argmax in one XLA while loop,
+as a decoding step runs them; ``benchmarks/results/head_layout.json``): with **one row**
+(decoding at batch 1) and ``in >= 128``, ``tf.matmul(x, tf.transpose(W))`` is up to 2.2x faster
+than the transposed dot ``tf.matmul(x, W, transpose_b=True)`` (GPT-2's ``50,257 x 128`` table:
+2.2x; ``50,257 x 768``: 1.26x; a ``3,072 x 768`` kernel: 1.17x); with ``in`` of 32 or 64 it
+is level or slower (``8,192 x 64``: 0.84x); with 2 rows or more the two are level within 5%.
+So the single-row form is taken only under XLA, only for ``in >= 128``, and only where the
+rows are one; outside XLA (TF Serving on CPU, ONNX) the transpose would copy ``W`` at every
+call, so the transposed dot is the only form there.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from keras_transformers.ops.attention import get_jit_compile
 
-# Entries of W from which the single-row form pays (benchmarks/head_layout.py).
-SINGLE_ROW_FORM_MIN_SIZE = 2**19
+# The width (``in``) of W from which the single-row form pays (benchmarks/head_layout.py).
+SINGLE_ROW_FORM_MIN_WIDTH = 128
+# The kernel size from which two copies of one row pay (the layer-norm recompute costs more).
+TWO_ROW_MIN_KERNEL_SIZE = 4096
+
+
+def count_rows(x, axes=None):
+    """The product of ``x``'s sizes on ``axes`` (default: all but the last), a Python int when
+    they are known while tracing, else a scalar tensor."""
+    axes = range(x.shape.rank - 1) if axes is None else axes
+    sizes = [x.shape[axis] for axis in axes]
+    if all(size is not None for size in sizes):
+        return int(np.prod(sizes, dtype=np.int64))
+    shape = tf.shape(x)
+    return tf.reduce_prod(tf.stack([shape[axis] for axis in axes]))
+
+
+def one_row_form(rows, one_row, general, enabled=True):
+    """``one_row()`` where ``rows`` (from :func:`count_rows`) is 1 under XLA and ``enabled``,
+    else ``general()``; both return the same shapes.
+
+    Rows unknown while tracing are decided by a ``tf.cond`` that XLA resolves when it compiles
+    for the concrete shape; it compiles both branches, so each must be valid for any shape.
+    Outside XLA (TF Serving on CPU, ONNX) only ``general`` is traced."""
+    if not (enabled and get_jit_compile()):
+        return general()
+    if isinstance(rows, int):
+        return one_row() if rows == 1 else general()
+    return tf.cond(tf.equal(rows, 1), one_row, general)
+
+
+def two_rows(x, kernel):
+    """``x·K`` for ``x`` ``(..., in)`` computed as ``[rows; rows]·K`` and cut to the rows: the
+    one-row form of :func:`matmul_rows`, valid for any number of rows."""
+    in_features, out_features = kernel.shape
+    rows = tf.reshape(x, [-1, in_features])
+    product = tf.matmul(tf.concat([rows, rows], axis=0), kernel)[:tf.shape(rows)[0]]
+    return tf.reshape(product, tf.concat([tf.shape(x)[:-1], [out_features]], 0))
+
+
+def matmul_rows(x, kernel, matmul=tf.matmul):
+    """``x·K``: ``x`` ``(..., in)``, ``kernel`` ``K`` ``(in, out)`` of the same dtype → ``(..., out)``.
+
+    Under XLA and for ``K`` of at least :data:`TWO_ROW_MIN_KERNEL_SIZE` weights, a single row
+    is multiplied as two copies of itself (module docstring); the kernel is still read once.
+    Any other number of rows is ``matmul(x, kernel)`` (a layer passes the op it has always
+    used, so its numerics stay as they were).
+
+    Example:
+        >>> matmul_rows(tf.ones([2, 5, 8]), tf.ones([8, 16])).shape
+        TensorShape([2, 5, 16])
+    """
+    kernel = tf.convert_to_tensor(kernel)
+    product = one_row_form(count_rows(x), lambda: two_rows(x, kernel), lambda: matmul(x, kernel),
+                           kernel.shape.num_elements() >= TWO_ROW_MIN_KERNEL_SIZE)
+    product.set_shape(x.shape[:-1].concatenate([kernel.shape[1]]))
+    return product
 
 
 def matmul_transposed(x, weights):
     """``x·Wᵀ``: ``x`` ``(..., in)``, ``weights`` ``W`` ``(out, in)`` of the same dtype →
     ``(..., out)``.
 
-    Under XLA (:func:`~keras_transformers.ops.get_jit_compile` while tracing) and for ``W`` of
-    at least :data:`SINGLE_ROW_FORM_MIN_SIZE` entries, a single row of ``x`` is multiplied by
-    ``transpose(W)`` (module docstring); a number of rows unknown while tracing is decided by
-    a ``tf.cond`` that XLA resolves when it compiles for the concrete shape.
+    Under XLA (:func:`~keras_transformers.ops.get_jit_compile` while tracing) and for ``W`` at
+    least :data:`SINGLE_ROW_FORM_MIN_WIDTH` wide, a single row of ``x`` is multiplied by
+    ``transpose(W)`` (module docstring).
 
     Example:
         >>> matmul_transposed(tf.ones([2, 5, 8]), tf.ones([16, 8])).shape
@@ -35,22 +99,12 @@ def matmul_transposed(x, weights):
     """
     weights = tf.convert_to_tensor(weights)
     out_features, in_features = weights.shape
-    rows = tf.reshape(x, [-1, in_features])
-
-    def transposed_dot():
-        return tf.matmul(rows, weights, transpose_b=True)
 
     def single_row():
-        return tf.matmul(rows, tf.transpose(weights))
+        product = tf.matmul(tf.reshape(x, [-1, in_features]), tf.transpose(weights))
+        return tf.reshape(product, tf.concat([tf.shape(x)[:-1], [out_features]], 0))
 
-    if not get_jit_compile() or weights.shape.num_elements() < SINGLE_ROW_FORM_MIN_SIZE:
-        product = transposed_dot()
-    elif rows.shape[0] is not None:
-        product = single_row() if rows.shape[0] == 1 else transposed_dot()
-    else:
-        product = tf.cond(tf.shape(rows)[0] == 1, single_row, transposed_dot)
-    if x.shape.rank == 2:
-        return product
-    product = tf.reshape(product, tf.concat([tf.shape(x)[:-1], [out_features]], 0))
+    product = one_row_form(count_rows(x), single_row, lambda: tf.matmul(x, weights, transpose_b=True),
+                           in_features >= SINGLE_ROW_FORM_MIN_WIDTH)
     product.set_shape(x.shape[:-1].concatenate([out_features]))
     return product

@@ -1,14 +1,16 @@
-"""``matmul_transposed``: ``x·Wᵀ`` in the form XLA runs fastest, equal to NumPy on every path."""
+"""``matmul_rows`` and ``matmul_transposed``: the product in the form XLA runs fastest, equal to
+NumPy on every path, and no XLA-only form outside XLA."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_transformers.ops import jit_compile_scope, matmul_transposed
-from keras_transformers.ops.matmul import SINGLE_ROW_FORM_MIN_SIZE
+from keras_transformers.ops import jit_compile_scope, matmul_rows, matmul_transposed
+from keras_transformers.ops.matmul import SINGLE_ROW_FORM_MIN_WIDTH, TWO_ROW_MIN_KERNEL_SIZE
 
-LARGE = (SINGLE_ROW_FORM_MIN_SIZE // 64, 64)  # just large enough for the single-row form
-SMALL = (40, 16)
+WIDTH = SINGLE_ROW_FORM_MIN_WIDTH
+WIDE = (300, WIDTH)  # just wide enough for the single-row form
+NARROW = (40, WIDTH // 2)
 
 
 def _weights(shape, seed=0):
@@ -23,10 +25,11 @@ def _op_types(function, *specs):
     return types
 
 
-@pytest.mark.parametrize("shape", [LARGE, SMALL])
-@pytest.mark.parametrize("x_shape", [(1, 64), (3, 64), (1, 1, 64), (2, 5, 64)])
-def test_matmul_transposed_equals_numpy_under_xla_for_known_and_unknown_rows(shape, x_shape):
-    weights = _weights((shape[0], x_shape[-1]))
+@pytest.mark.parametrize("shape", [WIDE, NARROW])
+@pytest.mark.parametrize("rows", [(1,), (3,), (1, 1), (2, 5)])
+def test_matmul_transposed_equals_numpy_under_xla_for_known_and_unknown_rows(shape, rows):
+    weights = _weights(shape)
+    x_shape = (*rows, shape[1])
     x = np.random.default_rng(1).normal(size=x_shape).astype("float32")
     expected = x @ weights.T
     unknown = tf.function(matmul_transposed, jit_compile=True, input_signature=[
@@ -39,23 +42,54 @@ def test_matmul_transposed_equals_numpy_under_xla_for_known_and_unknown_rows(sha
 
 
 def test_matmul_transposed_without_xla_equals_numpy_and_never_transposes_the_weights():
-    weights = _weights(LARGE)
-    x = np.random.default_rng(1).normal(size=(1, 64)).astype("float32")
+    weights = _weights(WIDE)
+    x = np.random.default_rng(1).normal(size=(1, WIDTH)).astype("float32")
     with jit_compile_scope(False):
         function = tf.function(matmul_transposed)
         np.testing.assert_allclose(function(tf.constant(x), tf.constant(weights)).numpy(), x @ weights.T,
                                    rtol=1e-4, atol=1e-4)
         # A transpose outside XLA would copy the whole table at every call (and TF Serving and
         # ONNX get no tf.cond to carry).
-        types = _op_types(function, tf.TensorSpec([None, 64]), tf.TensorSpec(LARGE))
+        types = _op_types(function, tf.TensorSpec([None, WIDTH]), tf.TensorSpec(WIDE))
     assert "Transpose" not in types and "StatelessIf" not in types and "If" not in types
 
 
-def test_matmul_transposed_takes_the_single_row_form_only_for_one_row_of_a_large_table():
+def test_matmul_transposed_takes_the_single_row_form_only_for_one_row_of_a_wide_weight():
     function = tf.function(matmul_transposed)
     with jit_compile_scope(True):
-        assert "Transpose" in _op_types(function, tf.TensorSpec([1, 64]), tf.TensorSpec(LARGE))
-        assert "Transpose" not in _op_types(function, tf.TensorSpec([4, 64]), tf.TensorSpec(LARGE))
-        assert "Transpose" not in _op_types(function, tf.TensorSpec([1, 16]), tf.TensorSpec(SMALL))
-        unknown_rows = _op_types(function, tf.TensorSpec([None, 64]), tf.TensorSpec(LARGE))
+        assert "Transpose" in _op_types(function, tf.TensorSpec([1, WIDTH]), tf.TensorSpec(WIDE))
+        assert "Transpose" not in _op_types(function, tf.TensorSpec([4, WIDTH]), tf.TensorSpec(WIDE))
+        assert "Transpose" not in _op_types(function, tf.TensorSpec([1, WIDTH // 2]), tf.TensorSpec(NARROW))
+        unknown_rows = _op_types(function, tf.TensorSpec([None, WIDTH]), tf.TensorSpec(WIDE))
     assert {"Transpose"} <= unknown_rows and unknown_rows & {"If", "StatelessIf"}
+
+
+KERNEL = (64, TWO_ROW_MIN_KERNEL_SIZE // 64)  # (in, out): just large enough for two rows
+
+
+@pytest.mark.parametrize("rows", [(1,), (3,), (1, 1), (2, 5)])
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_matmul_rows_equals_numpy_for_known_and_unknown_rows(rows, jit_compile):
+    kernel = _weights(KERNEL)
+    x = np.random.default_rng(1).normal(size=(*rows, KERNEL[0])).astype("float32")
+    expected = x @ kernel
+    with jit_compile_scope(jit_compile):
+        unknown = tf.function(matmul_rows, jit_compile=jit_compile, input_signature=[
+            tf.TensorSpec([None] * len(rows) + [KERNEL[0]], tf.float32), tf.TensorSpec(KERNEL, tf.float32)])
+        for function in (unknown, tf.function(matmul_rows, jit_compile=jit_compile)):
+            got = function(tf.constant(x), tf.constant(kernel))
+            assert got.shape == expected.shape
+            np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_rows_takes_two_rows_only_for_one_row_of_a_large_kernel_under_xla():
+    function = tf.function(matmul_rows)
+    small = (8, 16)
+    with jit_compile_scope(True):
+        assert "ConcatV2" in _op_types(function, tf.TensorSpec([1, 64]), tf.TensorSpec(KERNEL))
+        assert "ConcatV2" not in _op_types(function, tf.TensorSpec([3, 64]), tf.TensorSpec(KERNEL))
+        assert "ConcatV2" not in _op_types(function, tf.TensorSpec([1, 8]), tf.TensorSpec(small))
+        assert _op_types(function, tf.TensorSpec([None, 64]), tf.TensorSpec(KERNEL)) & {"If", "StatelessIf"}
+    with jit_compile_scope(False):  # a fresh function: traces are cached by input signature
+        types = _op_types(tf.function(matmul_rows), tf.TensorSpec([None, 64]), tf.TensorSpec(KERNEL))
+    assert not types & {"ConcatV2", "If", "StatelessIf"}
