@@ -1,24 +1,23 @@
-"""Products with a weight where XLA on CPU needs the one-row case (decoding at batch 1) written
-differently: :func:`matmul_rows` ``x·K`` for an input-major kernel ``(in, out)`` (attention
-and feed-forward projections), :func:`matmul_transposed` ``x·Wᵀ`` for an output-major weight
-``W`` ``(out, in)`` (the tied head's embedding table, an int8 kernel).
+"""Products with a weight whose one-row case (decoding at batch 1) XLA on CPU runs far faster
+when written differently: :func:`matmul_rows` ``x·K`` for an input-major kernel ``(in, out)``
+(attention and feed-forward projections) and :func:`matmul_transposed` ``x·Wᵀ`` for an
+output-major weight ``W`` ``(out, in)`` (the tied head's embedding table, an int8 kernel).
+:func:`one_row_form` picks the form: generate's batch is unknown while tracing, so the choice
+is a ``tf.cond`` that XLA resolves when it compiles for the real shape; outside XLA (TF Serving
+on CPU, ONNX) only the general form is traced, with no ``tf.cond``.
 
-A product of one row by an input-major kernel: XLA on CPU emits it as a loop fusion that
-recomputes its input (the layer norm before it) for every output column and reads the kernel
-column by column; two copies of the row get the real matrix product, about 2x faster for a
-decoding step (``small`` shape: 179 -> 84 us per step for the 4 blocks); kernels under 4,096
-weights skip this, where the extra ops cost more than they save.
-
-A product with an output-major weight: which form of the product is fastest on XLA/CPU depends on the rows and on ``in``. Measured
-(``benchmarks/head_layout.py``: steps of ``logits = x·Wᵀ`` then argmax in one XLA while loop,
-as a decoding step runs them; ``benchmarks/results/head_layout.json``): with **one row**
-(decoding at batch 1) and ``in >= 128``, ``tf.matmul(x, tf.transpose(W))`` is up to 2.2x faster
-than the transposed dot ``tf.matmul(x, W, transpose_b=True)`` (GPT-2's ``50,257 x 128`` table:
-2.2x; ``50,257 x 768``: 1.26x; a ``3,072 x 768`` kernel: 1.17x); with ``in`` of 32 or 64 it
-is level or slower (``8,192 x 64``: 0.84x); with 2 rows or more the two are level within 5%.
-So the single-row form is taken only under XLA, only for ``in >= 128``, and only where the
-rows are one; outside XLA (TF Serving on CPU, ONNX) the transpose would copy ``W`` at every
-call, so the transposed dot is the only form there.
+* One row by an input-major kernel: XLA on CPU emits it as a loop fusion that recomputes its
+  input (the layer norm before it) for every output column and reads the kernel column by
+  column; two copies of the row get the real matrix product (the ``small`` shape's 4 blocks:
+  179 -> 84-109 us per decoding step); kernels under 4,096 weights skip this, where the extra
+  ops cost more than they save.
+* One row by an output-major weight (``benchmarks/head_layout.py``, steps of ``logits = x·Wᵀ``
+  and the argmax in one XLA loop; ``benchmarks/results/head_layout.json``): for ``in >= 128``,
+  ``tf.matmul(x, tf.transpose(W))`` (KerasHub's tied head) ran 1.9-2.2x faster than the
+  transposed dot ``tf.matmul(x, W, transpose_b=True)`` for GPT-2's ``50,257 x 128`` table,
+  1.2-1.26x for ``50,257 x 768``, 1.1-1.17x for a ``3,072 x 768`` kernel; for ``in`` of 32 or
+  64 it is level or slower (``8,192 x 64``: 0.80-0.84x). With 2 rows or more the two forms are
+  level, and outside XLA the transpose would copy ``W`` at every call.
 """
 
 import numpy as np
