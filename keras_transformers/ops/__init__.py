@@ -1,4 +1,5 @@
-"""Pure functions with no weights: the attention core, the key/value cache, GELU, the one-row-aware products."""
+"""Pure functions with no weights: the attention core, the key/value cache, GELU, and the
+products whose one-row case takes XLA's fast form (:mod:`keras_transformers.ops.matmul`)."""
 
 from keras_transformers.ops.activations import gelu
 from keras_transformers.ops.attention import (
