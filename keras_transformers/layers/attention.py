@@ -211,12 +211,13 @@ class MultiHeadAttention(Int8AttentionMixin, keras.layers.Layer):
         two-row form, with the kernel viewed as ``(hidden, heads·dim)``; otherwise an einsum."""
         hidden, heads, dim = kernel.shape
 
-        def one_row():
+        def one_row(x, kernel):
             shape = tf.shape(x)
             product = two_rows(x, tf.reshape(kernel, [hidden, heads * dim]))
             return tf.transpose(tf.reshape(product, [shape[0], shape[1], heads, dim]), [0, 2, 1, 3])
 
-        projected = one_row_form(count_rows(x), one_row, lambda: tf.einsum("bsh,hnd->bnsd", x, kernel),
+        projected = one_row_form(count_rows(x), one_row,
+                                 lambda x, kernel: tf.einsum("bsh,hnd->bnsd", x, kernel), (x, kernel),
                                  hidden * heads * dim >= TWO_ROW_MIN_KERNEL_SIZE)
         projected.set_shape([x.shape[0], heads, x.shape[1], dim])
         return projected if bias is None else projected + bias[:, None, :]
@@ -227,13 +228,14 @@ class MultiHeadAttention(Int8AttentionMixin, keras.layers.Layer):
         in the two-row form as :meth:`_project`."""
         heads, dim, hidden = kernel.shape
 
-        def one_row():
+        def one_row(outputs, kernel):
             shape = tf.shape(outputs)
             merged = tf.reshape(tf.transpose(outputs, [0, 2, 1, 3]), [shape[0], shape[2], heads * dim])
             return two_rows(merged, tf.reshape(kernel, [heads * dim, hidden]))
 
         merged = one_row_form(count_rows(outputs, (0, 2)), one_row,
-                              lambda: tf.einsum("bnsd,ndh->bsh", outputs, kernel),
+                              lambda outputs, kernel: tf.einsum("bnsd,ndh->bsh", outputs, kernel),
+                              (outputs, kernel),
                               heads * dim * hidden >= TWO_ROW_MIN_KERNEL_SIZE)
         merged.set_shape([outputs.shape[0], outputs.shape[2], hidden])
         return merged

@@ -42,18 +42,34 @@ def count_rows(x, axes=None):
     return tf.reduce_prod(tf.stack([shape[axis] for axis in axes]))
 
 
-def one_row_form(rows, one_row, general, enabled=True):
-    """``one_row()`` where ``rows`` (from :func:`count_rows`) is 1 under XLA and ``enabled``,
-    else ``general()``; both return the same shapes.
+def one_row_form(rows, one_row, general, inputs, enabled=True):
+    """``one_row(*inputs)`` where ``rows`` (from :func:`count_rows`) is 1 under XLA and
+    ``enabled``, else ``general(*inputs)``; both return the same shapes.
 
     Rows unknown while tracing are decided by a ``tf.cond`` that XLA resolves when it compiles
     for the concrete shape; it compiles both branches, so each must be valid for any shape.
-    Outside XLA (TF Serving on CPU, ONNX) only ``general`` is traced."""
-    if not (enabled and get_jit_compile()):
-        return general()
-    if isinstance(rows, int):
-        return one_row() if rows == 1 else general()
-    return tf.cond(tf.equal(rows, 1), one_row, general)
+    Outside XLA (TF Serving on CPU, ONNX) only ``general`` is traced. Gradients are always
+    ``general``'s: ``fit`` traces with the batch unknown, so the one-row branch is compiled and
+    differentiated too, and XLA cannot differentiate a slice to a traced length (two_rows).
+    ``general``'s forward in the gradient is dead code for a product (its gradient needs only
+    the inputs), so XLA drops it."""
+    inputs = tuple(tf.convert_to_tensor(tensor) for tensor in inputs)
+    if not (enabled and get_jit_compile()) or (isinstance(rows, int) and rows != 1):
+        return general(*inputs)
+
+    @tf.custom_gradient
+    def product(*tensors):
+        def general_gradient(upstream):
+            with tf.GradientTape() as tape:
+                tape.watch(tensors)
+                result = general(*tensors)
+            return tape.gradient(result, tensors, output_gradients=upstream)
+
+        if isinstance(rows, int):
+            return one_row(*tensors), general_gradient
+        return tf.cond(tf.equal(rows, 1), lambda: one_row(*tensors), lambda: general(*tensors)), general_gradient
+
+    return product(*inputs)
 
 
 def two_rows(x, kernel):
@@ -77,9 +93,8 @@ def matmul_rows(x, kernel, matmul=tf.matmul):
         >>> matmul_rows(tf.ones([2, 5, 8]), tf.ones([8, 16])).shape
         TensorShape([2, 5, 16])
     """
-    kernel = tf.convert_to_tensor(kernel)
-    product = one_row_form(count_rows(x), lambda: two_rows(x, kernel), lambda: matmul(x, kernel),
-                           kernel.shape.num_elements() >= TWO_ROW_MIN_KERNEL_SIZE)
+    product = one_row_form(count_rows(x), two_rows, matmul, (x, kernel),
+                           np.prod(kernel.shape) >= TWO_ROW_MIN_KERNEL_SIZE)
     product.set_shape(x.shape[:-1].concatenate([kernel.shape[1]]))
     return product
 
@@ -96,14 +111,16 @@ def matmul_transposed(x, weights):
         >>> matmul_transposed(tf.ones([2, 5, 8]), tf.ones([16, 8])).shape
         TensorShape([2, 5, 16])
     """
-    weights = tf.convert_to_tensor(weights)
     out_features, in_features = weights.shape
 
-    def single_row():
+    def single_row(x, weights):
         product = tf.matmul(tf.reshape(x, [-1, in_features]), tf.transpose(weights))
         return tf.reshape(product, tf.concat([tf.shape(x)[:-1], [out_features]], 0))
 
-    product = one_row_form(count_rows(x), single_row, lambda: tf.matmul(x, weights, transpose_b=True),
+    def transposed_dot(x, weights):
+        return tf.matmul(x, weights, transpose_b=True)
+
+    product = one_row_form(count_rows(x), single_row, transposed_dot, (x, weights),
                            in_features >= SINGLE_ROW_FORM_MIN_WIDTH)
     product.set_shape(x.shape[:-1].concatenate([out_features]))
     return product

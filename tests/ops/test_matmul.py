@@ -93,3 +93,31 @@ def test_matmul_rows_takes_two_rows_only_for_one_row_of_a_large_kernel_under_xla
     with jit_compile_scope(False):  # a fresh function: traces are cached by input signature
         types = _op_types(tf.function(matmul_rows), tf.TensorSpec([None, 64]), tf.TensorSpec(KERNEL))
     assert not types & {"ConcatV2", "If", "StatelessIf"}
+
+
+@pytest.mark.parametrize("rows", [(1,), (3,), (2, 5)])
+@pytest.mark.parametrize("product, weights_shape, transposed", [
+    (matmul_rows, KERNEL, False), (matmul_transposed, WIDE, True)])
+def test_gradients_under_xla_with_unknown_rows_equal_numpy(product, weights_shape, transposed, rows):
+    # fit traces train_step with the batch unknown: the tf.cond's one-row branch is compiled and
+    # differentiated too (a slice to a traced length made XLA refuse the whole train step).
+    weights = _weights(weights_shape)
+    kernel = weights.T if transposed else weights  # (in, out)
+    x = np.random.default_rng(1).normal(size=(*rows, kernel.shape[0])).astype("float32")
+    upstream = np.random.default_rng(2).normal(size=(*rows, kernel.shape[1])).astype("float32")
+
+    def gradients(x, weights, upstream):
+        with tf.GradientTape() as tape:
+            tape.watch([x, weights])
+            result = product(x, weights)
+        return tape.gradient(result, [x, weights], output_gradients=upstream)
+
+    with jit_compile_scope(True):
+        function = tf.function(gradients, jit_compile=True, input_signature=[
+            tf.TensorSpec([None] * len(rows) + [kernel.shape[0]]), tf.TensorSpec(weights_shape),
+            tf.TensorSpec([None] * len(rows) + [kernel.shape[1]])])
+        x_gradient, weights_gradient = function(tf.constant(x), tf.constant(weights), tf.constant(upstream))
+    kernel_gradient = x.reshape(-1, kernel.shape[0]).T @ upstream.reshape(-1, kernel.shape[1])
+    np.testing.assert_allclose(x_gradient.numpy(), upstream @ kernel.T, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(weights_gradient.numpy(), kernel_gradient.T if transposed else kernel_gradient,
+                               rtol=1e-4, atol=1e-3)
