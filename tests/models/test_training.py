@@ -12,6 +12,7 @@ from keras_transformers import (
     MaskedLM,
     Seq2Seq,
 )
+from keras_transformers.ops.matmul import TWO_ROW_MIN_KERNEL_SIZE
 from tests.models.helpers import (
     VOCAB_SIZE,
     repeat_dataset,
@@ -95,6 +96,23 @@ def test_encoder_classifier_learns_which_token_is_the_majority():
     model = EncoderClassifier(tiny_config(), num_classes=2, pooling="mean", dropout=0.0)
     results = fit_and_evaluate(model, majority_task, steps=50)
     assert results["accuracy"] >= 0.9, results
+
+
+def test_layers_wide_enough_for_the_one_row_forms_train_under_xla_with_the_batch_unknown():
+    # Kernels of >= TWO_ROW_MIN_KERNEL_SIZE weights take keras_transformers.ops.matmul's tf.cond
+    # when the batch is unknown while tracing (a dataset without drop_remainder): fit
+    # differentiates both branches under XLA. The tiny preset's kernels are below that size.
+    config = tiny_config(hidden_size=64, intermediate_size=128)
+    assert 64 * 64 >= TWO_ROW_MIN_KERNEL_SIZE
+    model = EncoderClassifier(config, num_classes=2, pooling="mean", dropout=0.0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=True)
+    x, y = majority_task(np.random.default_rng(1))
+    train = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(48)
+    assert train.element_spec[1].shape[0] is None
+    model.fit(train, steps_per_epoch=50, epochs=1, verbose=0)
+    held_out_x, held_out_y = majority_task(np.random.default_rng(2), count=256)
+    assert model.evaluate(held_out_x, held_out_y, batch_size=64, verbose=0,
+                          return_dict=True)["accuracy"] >= 0.9
 
 
 def test_token_classifier_learns_the_parity_of_each_token():
