@@ -32,7 +32,7 @@ setup(
                     "pipelines": ["prefect>=3"],  # pipelines/ (the Prefect flow)
                     "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib"],  # notebooks/
                     # What the default test run needs (tests marked slow may need "pipelines" too).
-                    "test": ["pytest>=8", "pytest-timeout", "tf2onnx", "onnxruntime", "matplotlib", "mlflow>=3",
-                             "nbclient", "nbformat", "ipykernel"]},
+                    "test": ["pytest>=8", "pytest-timeout", "pytest-xdist", "tf2onnx", "onnxruntime", "matplotlib",
+                             "mlflow>=3", "nbclient", "nbformat", "ipykernel"]},
     entry_points={"console_scripts": ["keras-transformers=keras_transformers_cli:main"]},
 )
