@@ -8,7 +8,8 @@ feeds a :class:`~keras_transformers.preprocessing.TextPreprocessor`, and an
 trained with AdamW (linear warm-up, cosine decay) on the 67,349 GLUE training phrases in
 batches bucketed by length and cut to their longest row (dynamic padding). Training is split
 into "epochs" of ``--steps-per-epoch`` steps, each checkpointed (BackupAndRestore), so a cut-off
-run resumes. The number is the dev accuracy at the end (no selection on dev).
+run resumes. The number is the dev accuracy at the end (no selection on dev);
+``int8_dev_accuracy`` is the same model's after ``model.quantize("int8")``.
 
     python benchmarks/finetune_sst2.py ../shared/data/sst2
 """
@@ -105,6 +106,11 @@ def main(argv=None):
                                      work_dir=args.work_dir, validation_data=dev)
     accuracy = 100 * float(model.evaluate(dev, verbose=0, return_dict=True)["accuracy"])
     runner.log(TASK, f"dev accuracy {accuracy:.2f}")
+    # The quality cost of int8 weights (benchmarks/README.md "int8 weights"): the same model
+    # after Keras' own model.quantize("int8"), on the same dev set.
+    model.quantize("int8")
+    int8_accuracy = 100 * float(model.evaluate(dev, verbose=0, return_dict=True)["accuracy"])
+    runner.log(TASK, f"dev accuracy with int8 weights {int8_accuracy:.2f}")
     return runner.write_result(
         args, metric="dev_accuracy", value=accuracy, anchor=ANCHOR, target={"op": ">=", "value": 90.0},
         config={**encoder.config.to_dict(), "checkpoint": os.path.abspath(checkpoint),
@@ -115,7 +121,8 @@ def main(argv=None):
                 "parameters": model.count_params()},
         steps=int(model.optimizer.iterations), training_wall_s=training_wall,
         total_wall_s=time.perf_counter() - started,
-        extra={"train_examples": len(train_texts), "dev_examples": len(dev_texts), "epochs": rows})
+        extra={"train_examples": len(train_texts), "dev_examples": len(dev_texts), "epochs": rows,
+               "int8_dev_accuracy": int8_accuracy})
 
 
 if __name__ == "__main__":
