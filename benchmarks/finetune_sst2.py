@@ -101,7 +101,8 @@ def main(argv=None):
                               label_names=["negative", "positive"], preprocessor=preprocessor)
     model.compile(optimizer=optimizer)
     model.build(None)
-    runner.log(TASK, f"{model.count_params():,} parameters; {epochs} epochs x {args.steps_per_epoch} steps")
+    parameters = model.count_params()  # before quantize("int8") adds its per-channel scales
+    runner.log(TASK, f"{parameters:,} parameters; {epochs} epochs x {args.steps_per_epoch} steps")
     rows, training_wall = runner.fit(model, train, epochs=epochs, steps_per_epoch=args.steps_per_epoch,
                                      work_dir=args.work_dir, validation_data=dev)
     accuracy = 100 * float(model.evaluate(dev, verbose=0, return_dict=True)["accuracy"])
@@ -118,7 +119,7 @@ def main(argv=None):
                 "steps": total_steps, "sequence_length_max": SEQUENCE_LENGTH,
                 "optimizer": f"AdamW(peak lr {args.learning_rate}, {warmup}-step linear warm-up, "
                              "decay to 0, weight_decay 0.01 not on biases/norms, global clip 1.0)",
-                "parameters": model.count_params()},
+                "parameters": parameters},
         steps=int(model.optimizer.iterations), training_wall_s=training_wall,
         total_wall_s=time.perf_counter() - started,
         extra={"train_examples": len(train_texts), "dev_examples": len(dev_texts), "epochs": rows,

@@ -67,7 +67,8 @@ def one_row_form(rows, one_row, general, inputs, enabled=True):
 
         if isinstance(rows, int):
             return one_row(*tensors), general_gradient
-        return tf.cond(tf.equal(rows, 1), lambda: one_row(*tensors), lambda: general(*tensors)), general_gradient
+        result = tf.cond(tf.equal(rows, 1), lambda: one_row(*tensors), lambda: general(*tensors))
+        return result, general_gradient
 
     return product(*inputs)
 

@@ -54,7 +54,8 @@ def parity_task(rng, count=512, length=10):
 def counting_task(rng, count=512, length=8, vocab_size=VOCAB_SIZE):
     """``a, a+1, a+2, ... (mod vocab_size)``; labels are the next token."""
     sequences = (rng.integers(0, vocab_size, size=(count, 1)) + np.arange(length + 1)) % vocab_size
-    inputs = {"token_ids": sequences[:, :-1].astype("int32"), "padding_mask": np.ones((count, length), "int32")}
+    inputs = {"token_ids": sequences[:, :-1].astype("int32"),
+              "padding_mask": np.ones((count, length), "int32")}
     return inputs, sequences[:, 1:].astype("int32")
 
 
