@@ -12,7 +12,10 @@ Only the weights are int8; inputs and the product stay float (weight-only int8).
 batch 1 is a matrix-vector product, bound by reading the weights: with ``Q`` output-major,
 :func:`int8_matmul` is ``x·Qᵀ`` (:func:`~keras_transformers.ops.matmul_transposed`), which XLA
 on CPU fuses with the ``int8 → float`` conversion of ``Q``, so each weight is read once as one
-byte (4x fewer bytes than float32). Measured on XLA/CPU (benchmarks/quantize_decode.py):
+byte (4x fewer bytes than float32), provided the conversion stays inside the decoding loop:
+``matmul_transposed`` ties ``Q`` to the loop's row so that XLA cannot hoist it out as a float32
+copy of the kernel, read at every step as 4 bytes a weight (int8 decoding was then barely
+faster than float32). Measured on XLA/CPU (benchmarks/quantize_decode.py):
 a dequantized ``(in, out)`` kernel is not fused that way (read column by column, or
 materialized as float32: slower than float32), and Keras' own int8 ``Dense`` (inputs quantized
 too, int8 x int8 → int32) was no faster than float32 at one row inside a decoding step.
@@ -63,11 +66,12 @@ def int8_matmul(x, kernel, scale):
     """``(x·Qᵀ)·s``: ``x`` ``(..., in)`` float, ``kernel`` ``Q`` ``(out, in)`` int8, ``scale``
     ``(out,)`` → ``(..., out)`` in ``x``'s dtype.
 
-    The product is :func:`~keras_transformers.ops.matmul_transposed` of the converted kernel:
-    XLA fuses the ``int8 → float`` conversion into it (the kernel is read once, as bytes).
+    The product is :func:`~keras_transformers.ops.matmul_transposed`, which converts ``Q``:
+    at one row under XLA the ``int8 → float`` conversion is fused into the product (the kernel
+    is read once, as bytes) and kept inside a decoding loop (not hoisted out of it as a
+    float32 copy).
     """
-    product = matmul_transposed(x, tf.cast(kernel, x.dtype))
-    return product * tf.cast(scale, x.dtype)
+    return matmul_transposed(x, kernel) * tf.cast(scale, x.dtype)
 
 
 def int8_gather(table, scale, ids, dtype):

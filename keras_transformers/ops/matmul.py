@@ -22,6 +22,7 @@ on CPU, ONNX) only the general form is traced, with no ``tf.cond``.
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla
 
 from keras_transformers.ops.attention import get_jit_compile
 
@@ -60,10 +61,12 @@ def one_row_form(rows, one_row, general, inputs, enabled=True):
     @tf.custom_gradient
     def product(*tensors):
         def general_gradient(upstream):
+            floating = [tensor for tensor in tensors if tensor.dtype.is_floating]  # not an int8 kernel
             with tf.GradientTape() as tape:
-                tape.watch(tensors)
+                tape.watch(floating)
                 result = general(*tensors)
-            return tape.gradient(result, tensors, output_gradients=upstream)
+            gradients = iter(tape.gradient(result, floating, output_gradients=upstream))
+            return [next(gradients) if tensor.dtype.is_floating else None for tensor in tensors]
 
         if isinstance(rows, int):
             return one_row(*tensors), general_gradient
@@ -101,25 +104,31 @@ def matmul_rows(x, kernel, matmul=tf.matmul):
 
 
 def matmul_transposed(x, weights):
-    """``x·Wᵀ``: ``x`` ``(..., in)``, ``weights`` ``W`` ``(out, in)`` of the same dtype →
-    ``(..., out)``.
+    """``x·Wᵀ``: ``x`` ``(..., in)`` float, ``weights`` ``W`` ``(out, in)`` of ``x``'s dtype or
+    int8 (converted to it) → ``(..., out)``.
 
     Under XLA (:func:`~keras_transformers.ops.get_jit_compile` while tracing) and for ``W`` at
     least :data:`SINGLE_ROW_FORM_MIN_WIDTH` wide, a single row of ``x`` is multiplied by
-    ``transpose(W)`` (module docstring).
+    ``transpose(W)`` (module docstring). An int8 ``W`` is then first tied to ``x`` by an XLA
+    optimization barrier: ``W`` is the same at every step of a decoding loop and ``x`` is not,
+    and without the tie XLA hoists the conversion out of the loop, which then reads a float32
+    copy of ``W`` (4 bytes a weight) at every step instead of the int8 bytes.
 
     Example:
         >>> matmul_transposed(tf.ones([2, 5, 8]), tf.ones([16, 8])).shape
         TensorShape([2, 5, 16])
     """
     out_features, in_features = weights.shape
+    converts = weights.dtype != x.dtype
 
     def single_row(x, weights):
-        product = tf.matmul(tf.reshape(x, [-1, in_features]), tf.transpose(weights))
+        if converts:
+            x, weights = xla.optimization_barrier(x, weights)
+        product = tf.matmul(tf.reshape(x, [-1, in_features]), tf.transpose(tf.cast(weights, x.dtype)))
         return tf.reshape(product, tf.concat([tf.shape(x)[:-1], [out_features]], 0))
 
     def transposed_dot(x, weights):
-        return tf.matmul(x, weights, transpose_b=True)
+        return tf.matmul(x, tf.cast(weights, x.dtype), transpose_b=True)
 
     product = one_row_form(count_rows(x), single_row, transposed_dot, (x, weights),
                            in_features >= SINGLE_ROW_FORM_MIN_WIDTH)

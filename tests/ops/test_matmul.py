@@ -121,3 +121,48 @@ def test_gradients_under_xla_with_unknown_rows_equal_numpy(product, weights_shap
     np.testing.assert_allclose(x_gradient.numpy(), upstream @ kernel.T, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(weights_gradient.numpy(), kernel_gradient.T if transposed else kernel_gradient,
                                rtol=1e-4, atol=1e-3)
+
+
+def test_an_int8_weight_is_converted_inside_a_decoding_loop_not_hoisted_out_of_it():
+    # A decoding loop multiplies one row by the same int8 W at every step. Hoisted out of the
+    # loop, the conversion leaves a float32 copy of W that every step reads (4 bytes a weight,
+    # as slow as float32): XLA did that until W was tied to the row (an optimization barrier).
+    weights = np.random.default_rng(0).integers(-127, 128, size=(WIDTH, WIDTH)).astype("int8")
+    x = np.random.default_rng(1).normal(size=(1, WIDTH)).astype("float32")
+
+    def decode(x, weights):
+        def step(i, x):
+            return i + 1, tf.tanh(matmul_transposed(x, weights) / 1000.0)
+        return tf.while_loop(lambda i, x: i < 4, step, (tf.constant(0), x))[1]
+
+    with jit_compile_scope(True):
+        function = tf.function(decode, jit_compile=True, input_signature=[
+            tf.TensorSpec([None, WIDTH]), tf.TensorSpec(weights.shape, tf.int8)])
+        got = function(tf.constant(x), tf.constant(weights)).numpy()
+        hlo = function.experimental_get_compiler_ir(tf.constant(x), tf.constant(weights))(stage="optimized_hlo")
+    expected = x
+    for _ in range(4):
+        expected = np.tanh(expected @ weights.astype("float32").T / 1000.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    loops = [line for line in hlo.splitlines() if " while(" in line]
+    assert loops and all(f"s8[{WIDTH},{WIDTH}]" in line for line in loops)
+    assert not any(f"f32[{WIDTH},{WIDTH}]" in line for line in loops), "the loop carries a float32 copy of W"
+
+
+def test_the_gradient_through_an_int8_weight_is_the_inputs_only():
+    # Biases of a quantized model stay trainable: the input's gradient flows, the int8 W gets none.
+    weights = np.random.default_rng(0).integers(-127, 128, size=WIDE).astype("int8")
+    x = np.random.default_rng(1).normal(size=(1, WIDTH)).astype("float32")
+    upstream = np.random.default_rng(2).normal(size=(1, WIDE[0])).astype("float32")
+
+    def gradients(x, weights, upstream):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            result = matmul_transposed(x, weights)
+        return tape.gradient(result, x, output_gradients=upstream)
+
+    with jit_compile_scope(True):
+        function = tf.function(gradients, jit_compile=True, input_signature=[
+            tf.TensorSpec([None, WIDTH]), tf.TensorSpec(WIDE, tf.int8), tf.TensorSpec([None, WIDE[0]])])
+        got = function(tf.constant(x), tf.constant(weights), tf.constant(upstream)).numpy()
+    np.testing.assert_allclose(got, upstream @ weights.astype("float32"), rtol=1e-4, atol=1e-3)
