@@ -120,7 +120,9 @@ def pad_prompts(token_ids, padding_mask=None, name="token_ids"):
         if ids.ndim != 2:
             raise ValueError(f"`{name}` must be a list of id lists or have shape (batch, prompt_len), "
                              f"got shape {ids.shape}.")
-        mask = np.ones(ids.shape, bool) if padding_mask is None else np.asarray(padding_mask)
+        if padding_mask is None:  # every position is real: nothing to check
+            return _checked(ids, np.full(ids.shape[:1], ids.shape[1], np.int32), name)
+        mask = np.asarray(padding_mask)
         if mask.shape != ids.shape:
             raise ValueError(f"`padding_mask` must have the shape of `{name}` {ids.shape}, got {mask.shape}.")
         if mask.size and not np.isin(mask, (0, 1)).all():
@@ -133,6 +135,11 @@ def pad_prompts(token_ids, padding_mask=None, name="token_ids"):
         if bad_rows.size:
             raise ValueError(f"`padding_mask` must be right padding (1s, then 0s); row {bad_rows[0]} "
                              f"is {mask[bad_rows[0]].astype(int).tolist()}.")
+    return _checked(ids, lengths, name)
+
+
+def _checked(ids, lengths, name):
+    """``(ids, lengths)`` once the batch, the ids' dtype and every length are valid."""
     if ids.shape[0] == 0:
         raise ValueError(f"`{name}` is an empty batch.")
     if ids.size and not np.issubdtype(ids.dtype, np.integer):
