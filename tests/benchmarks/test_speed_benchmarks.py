@@ -65,3 +65,23 @@ def test_quantize_decode_quick_run_measures_bytes_logits_and_perplexity(tmp_path
     assert abs(quality["relative_increase"]) < 0.01
     assert set(result["matvec_ms"]) >= {"float32", "int8_output_major_weight_only",
                                         "int8_input_major_dequantized", "int8_x_int8_keras_style"}
+
+
+def test_encoder_flops_rates_follow_from_the_serving_latencies(tmp_path):
+    serving = json.loads(open(os.path.join(REPOSITORY, "benchmarks", "results", "serving_latency.json")).read())
+    result = run_benchmark("encoder_flops", tmp_path, "--size", "128", "--repeats", "1")
+    peak = max(result["peak_gflops"].values())
+    model = result["model"]
+    assert set(result["cells"]) == {name for name in serving["groups"]["encoder"]["cells"]
+                                    if name.startswith("encoder_ids")}
+    for name, cell in result["cells"].items():
+        length, batch = int(name.split("_L")[1].split("_")[0]), int(name.split("_B")[1])
+        h, f = model["hidden_size"], model["intermediate_size"]
+        assert cell["gflop"] == pytest.approx(
+            2 * batch * length * model["num_layers"] * (4 * h * h + 2 * h * f + 2 * length * h) / 1e9)
+        sides = serving["groups"]["encoder"]["cells"][name]["sides"]
+        for side, rate in cell["gflops_p50"].items():
+            assert rate == pytest.approx(cell["gflop"] / (sides[side]["p50_ms"] / 1e3), abs=0.06)
+            assert cell["share_of_peak"][side] == pytest.approx(rate / peak, rel=1e-2, abs=1e-3)
+        assert cell["onnx_rate_for_goal"] == pytest.approx(cell["gflops_p50"]["ours_tf"] / 0.6 / peak,
+                                                       rel=1e-2, abs=1e-3)
