@@ -119,10 +119,10 @@ def matmul_transposed(x, weights):
         TensorShape([2, 5, 16])
     """
     out_features, in_features = weights.shape
-    converts = weights.dtype != x.dtype
+    int8 = tf.as_dtype(weights.dtype).is_integer  # a widening conversion: keep it in the loop (below)
 
     def single_row(x, weights):
-        if converts:
+        if int8:
             x, weights = xla.optimization_barrier(x, weights)
         product = tf.matmul(tf.reshape(x, [-1, in_features]), tf.transpose(tf.cast(weights, x.dtype)))
         return tf.reshape(product, tf.concat([tf.shape(x)[:-1], [out_features]], 0))
